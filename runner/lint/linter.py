@@ -1,0 +1,198 @@
+"""`dwf lint`: find workflow files, check each (in parallel where it pays), then across files.
+
+A worker process gets a chunk of paths and returns positioned diagnostics plus a small summary
+per file for the cross-file rules, which the parent runs. Clean files never pay for positions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.spec import loader, positions, repository
+from runner.spec.diagnostics import Diagnostic, Finding
+from runner.spec.repository import WorkflowSummary
+from runner.spec.rules import severity_of
+
+#: Below this many files a process pool costs more than it saves.
+PARALLEL_THRESHOLD = 48
+_IGNORE = re.compile(r"#\s*dwf-lint:\s*ignore=([A-Za-z0-9_-]+(?:\s*,\s*[A-Za-z0-9_-]+)*)")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """One file's diagnostics and, when it loaded as a workflow, its summary."""
+
+    path: str
+    diagnostics: tuple[Diagnostic, ...]
+    summary: WorkflowSummary | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LintResult:
+    """All diagnostics of a lint run, sorted by file and position."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files_checked: int = 0
+
+    @property
+    def errors(self) -> int:
+        """How many diagnostics are errors."""
+        return sum(1 for d in self.diagnostics if d.severity == "error")
+
+    @property
+    def warnings(self) -> int:
+        """How many diagnostics are warnings."""
+        return sum(1 for d in self.diagnostics if d.severity == "warning")
+
+
+def discover(paths: Sequence[str | Path]) -> list[Path]:
+    """The workflow files named by `paths`: files as given, folders searched for *.yaml/*.yml.
+
+    A folder that holds a `workflows/` folder is a repository (SPEC §2): only its workflows/ is
+    searched, so templates and other YAML beside it are not mistaken for workflows.
+    Raises FileNotFoundError naming a path that does not exist.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            if (path / "workflows").is_dir():
+                path = path / "workflows"
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in YAML_SUFFIXES
+                    and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{raw}: no such file or directory")
+    return list(dict.fromkeys(found))
+
+
+def lint_paths(paths: Sequence[str | Path], *, jobs: int | None = None) -> LintResult:
+    """Lint every workflow file under `paths`, each rule on each file, then across files."""
+    files = [str(p) for p in discover(paths)]
+    results = _lint_files(files, jobs)
+    diagnostics = [d for r in results for d in r.diagnostics]
+    summaries = {r.path: r.summary for r in results if r.summary is not None}
+    for path, findings in repository.check(summaries).items():
+        text = Path(path).read_text(encoding="utf-8-sig")
+        diagnostics.extend(_diagnose(path, text, findings))
+    diagnostics.sort(key=lambda d: (d.path, d.line, d.column, d.rule))
+    return LintResult(diagnostics, len(files))
+
+
+def lint_source(path: str, raw: bytes) -> FileResult:
+    """Lint one file's bytes; never raises: an internal failure becomes a diagnostic."""
+    try:
+        return _lint_source(path, raw)
+    except (
+        Exception
+    ) as exc:  # the contract: no traceback reaches a user, one file never stops a lint
+        message = f"the linter failed on this file ({type(exc).__name__}: {exc}); please report it"
+        return FileResult(path, (Diagnostic(path, 1, 1, 1, 2, "error", "internal-error", message),))
+
+
+def _lint_source(path: str, raw: bytes) -> FileResult:
+    from runner.spec import checks
+
+    try:
+        source = loader.decode(path, raw)
+        data = loader.load(source.text)
+    except loader.LoadError as exc:
+        text = raw.decode("utf-8", "replace") if exc.finding.rule != "file-unreadable" else ""
+        return FileResult(path, tuple(_diagnose(path, text, [exc.finding])))
+    workflow, findings = checks.check_document(data, _schema_lookup, _known_types)
+    summary = repository.summarize(workflow) if workflow is not None and workflow.id else None
+    return FileResult(path, tuple(_diagnose(path, source.text, findings)), summary)
+
+
+def _schema_lookup(action_type: str) -> object:
+    from runner.actions import registry
+
+    cls = registry.find(action_type)
+    return None if cls is None else cls.parameters_schema
+
+
+def _known_types() -> list[str]:
+    from runner.actions import registry
+
+    return sorted(registry.all_types())
+
+
+def _diagnose(path: str, text: str, findings: Iterable[Finding]) -> list[Diagnostic]:
+    """Position findings in the file's text and drop those silenced by an ignore comment."""
+    findings = list(findings)
+    if not findings:
+        return []
+    index = positions.index_positions(text) if any(f.span is None for f in findings) else {}
+    lines = positions.split_lines(text)
+    out = []
+    for finding in findings:
+        span = positions.resolve(finding, index)
+        if _silenced(lines, span.line, finding.rule):
+            continue
+        out.append(
+            Diagnostic(
+                path=path,
+                line=span.line,
+                column=span.column,
+                end_line=span.end_line,
+                end_column=span.end_column,
+                severity=finding.severity or severity_of(finding.rule),
+                rule=finding.rule,
+                message=finding.message,
+            )
+        )
+    return out
+
+
+def _silenced(lines: list[str], line: int, rule: str) -> bool:
+    if not 0 < line <= len(lines) or "dwf-lint" not in lines[line - 1]:
+        return False
+    match = _IGNORE.search(lines[line - 1])
+    return bool(match) and rule in {r.strip() for r in match.group(1).split(",")}
+
+
+def _lint_chunk(paths: list[str]) -> list[FileResult]:
+    results = []
+    for path in paths:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            message = f"cannot read the file: {exc.strerror or exc}"
+            diagnostic = Diagnostic(path, 1, 1, 1, 2, "error", "file-unreadable", message)
+            results.append(FileResult(path, (diagnostic,)))
+            continue
+        results.append(lint_source(path, raw))
+    return results
+
+
+def _lint_files(files: list[str], jobs: int | None) -> list[FileResult]:
+    workers = min(jobs or os.cpu_count() or 1, max(1, len(files) // (PARALLEL_THRESHOLD // 2)))
+    if workers <= 1 or len(files) < PARALLEL_THRESHOLD:
+        return _lint_chunk(files)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from runner.spec import checks
+
+    checks.prepare()  # build validators once, before forking, so children inherit them
+
+    # Fork shares the parent's already-imported modules; chunks interleave files so a run of
+    # large files does not land on one worker.
+    chunks = [files[i::workers] for i in range(workers)]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        parts = list(pool.map(_lint_chunk, chunks))
+    return [r for part in parts for r in part]

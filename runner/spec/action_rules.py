@@ -1,0 +1,102 @@
+"""Rules over action nodes: the type is registered and literal parameters fit its schema.
+
+Parameters that are templates are checked when they are rendered, at run time; here only the
+values a user wrote literally are held to the action's parameter schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runner.spec import schema
+from runner.spec.diagnostics import Finding, format_path
+from runner.spec.model import Workflow, thaw
+
+#: Looks up an action type's parameter schema; None when the type is not registered.
+SchemaLookup = Callable[[str], Mapping[str, Any] | None]
+_TEMPLATE_MARKERS = ("{{", "{%")
+
+
+def check(
+    workflow: Workflow, lookup: SchemaLookup, known_types: Callable[[], list[str]]
+) -> list[Finding]:
+    """`unknown-action-type` and `action-parameters` findings for every action node."""
+    findings: list[Finding] = []
+    for i, node in enumerate(workflow.nodes):
+        if node.node_type != "action" or node.action_type is None:
+            continue
+        schema = lookup(node.action_type)
+        if schema is None:
+            types = known_types()
+            close = difflib.get_close_matches(node.action_type, types, n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+            findings.append(
+                Finding(
+                    "unknown-action-type",
+                    f"node `{node.id}`: no action type `{node.action_type}` is registered{hint} "
+                    f"(registered: {', '.join(types)})",
+                    ("nodes", i, "actionType"),
+                )
+            )
+            continue
+        params = thaw(node.parameters)
+        fast, validator = _validators(json.dumps(schema, sort_keys=True))
+        if fast is not None and fast(params):
+            continue
+        for error in validator.iter_errors(params):
+            where = list(error.absolute_path)
+            if _templated(params, where):
+                continue
+            at_key = error.validator == "additionalProperties"
+            if at_key:
+                # Point at the first unknown key itself rather than at its mapping.
+                where.append(
+                    sorted(set(error.instance) - set(error.schema.get("properties", {})))[0]
+                )
+            findings.append(
+                Finding(
+                    "action-parameters",
+                    f"node `{node.id}` ({node.action_type}): "
+                    f"{format_path(('parameters', *where[: len(where) - at_key]))}: "
+                    f"{_describe(error)}",
+                    ("nodes", i, "parameters", *where),
+                    at_key=at_key,
+                )
+            )
+    return findings
+
+
+@functools.lru_cache(maxsize=256)
+def _validators(schema_json: str) -> tuple[Any, Any]:
+    """A fast check for the common valid case, and jsonschema for the findings."""
+    from jsonschema import Draft202012Validator
+
+    parsed = json.loads(schema_json)
+    return schema.compile_check(parsed), Draft202012Validator(parsed)
+
+
+def _templated(params: Any, where: list[Any]) -> bool:
+    """Whether a template sits on the path to the error: it may render to anything."""
+    value = params
+    for part in where:
+        if isinstance(value, str):
+            break
+        value = value[part]
+    return isinstance(value, str) and any(m in value for m in _TEMPLATE_MARKERS)
+
+
+def _describe(error: Any) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        names = ", ".join(f"`{k}`" for k in extra)
+        hints = [f"`{c[0]}`" for k in extra if (c := difflib.get_close_matches(k, allowed, n=1))]
+        hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+        return f"unknown parameter {names}{hint} (allowed: {', '.join(allowed)})"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    return error.message

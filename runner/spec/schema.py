@@ -1,0 +1,535 @@
+"""The JSON Schema of the workflow document (SPEC §3) and its validation into lint findings.
+
+jsonschema is the authority and writes the findings, but it needs about 3 ms for a 20-node
+document; the lint's budget is a fraction of that. So a document is first run through a checker
+compiled from the same schema into plain closures (tens of microseconds), and jsonschema runs only
+when that checker says the document is invalid. A test holds the two to the same verdict.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import numbers
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from runner.spec.diagnostics import DocPath, Finding, format_path
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
+    from jsonschema.protocols import Validator
+
+Check = Callable[[object], bool]
+
+# Keywords that describe rather than constrain; neither checker acts on them.
+_ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$defs",
+        "$comment",
+        "title",
+        "description",
+        "markdownDescription",
+        "default",
+        "examples",
+        "patternErrorMessage",
+        "discriminator",
+    }
+)
+_EXPECTED = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+@functools.cache
+def schema_text() -> str:
+    """The text of `schemas/workflow.schema.json`, as `dwf schema` prints it."""
+    # Imported here, as difflib below: both cost more start-up time than a valid lint needs.
+    from importlib.resources import files
+
+    resource = files("runner.spec").joinpath("workflow.schema.json")
+    return resource.read_text(encoding="utf-8")
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The parsed schema; shared and cached, so callers must not modify it."""
+    return json.loads(schema_text())
+
+
+def validate(data: object) -> list[Finding]:
+    """Check a loaded document against the schema: one finding per problem, in document order."""
+    fast = _fast_check()
+    if fast is not None and fast(data):
+        return []
+    findings: dict[tuple[str, DocPath, bool, str], Finding] = {}
+    # A misspelt required key is one problem, not two: `targetNod` reported as unknown with
+    # "did you mean `targetNode`?" makes "missing `targetNode`" redundant.
+    guessed: set[tuple[DocPath, str]] = set()
+    missing: dict[tuple[str, DocPath, bool, str], tuple[DocPath, str]] = {}
+    for error in _validator().iter_errors(data):
+        for finding, key in _translate(error):
+            ident = (finding.rule, finding.path, finding.at_key, finding.message)
+            findings.setdefault(ident, finding)
+            if key is not None and finding.rule == "schema-unknown-key":
+                guessed.add((finding.path[:-1], key))
+            elif key is not None:
+                missing[ident] = (finding.path, key)
+    out = [f for ident, f in findings.items() if missing.get(ident) not in guessed]
+    out.sort(key=lambda f: _position(data, f.path))
+    return out
+
+
+# --- the two checkers -------------------------------------------------------------------------
+
+
+@functools.cache
+def _regex(pattern: str) -> re.Pattern[str]:
+    # The schema's patterns are ECMA-262, where `$` matches only at the very end; Python's `$`
+    # also matches before a final newline, which would let `"deploy\n"` pass as an id.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _is_integer(value: object) -> bool:
+    # JSON Schema counts 3.0 as an integer, but the model (and Python code downstream) would
+    # then see a float where it expects an int; `maxAttempts: 3.0` is reported instead.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Number) and not isinstance(value, bool)
+
+
+_TYPES: dict[str, Check] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": _is_integer,
+    "number": _is_number,
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _pattern_keyword(
+    validator: Validator, pattern: str, instance: object, _schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    from jsonschema import ValidationError
+
+    if isinstance(instance, str) and not _regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@functools.cache
+def _validator() -> Validator:
+    from jsonschema import Draft202012Validator, validators
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", lambda _c, v: _is_integer(v))
+    cls = validators.extend(
+        Draft202012Validator, validators={"pattern": _pattern_keyword}, type_checker=checker
+    )
+    return cls(schema())
+
+
+def compile_check(any_schema: dict[str, Any]) -> Check | None:
+    """A fast yes/no check for another JSON Schema (e.g. an action's parameters), or None when
+    it uses keywords the compiler lacks. A False may be a false alarm: confirm with jsonschema."""
+    try:
+        return _Compiler(any_schema).compile(any_schema)
+    except _Unsupported:
+        return None
+
+
+class _Unsupported(Exception):
+    """The schema uses a keyword the fast checker does not implement."""
+
+
+@functools.cache
+def _fast_check() -> Check | None:
+    """The schema compiled to closures; None (jsonschema alone) if it uses unknown keywords."""
+    try:
+        return _Compiler(schema()).compile(schema())
+    except _Unsupported:
+        return None
+
+
+class _Compiler:
+    """Compiles the subset of JSON Schema 2020-12 the workflow schema uses into closures."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.memo: dict[int, Check] = {}
+        self.active: set[int] = set()
+
+    def compile(self, node: object) -> Check:
+        if node is True:
+            return _accept
+        if node is False:
+            return _reject
+        if not isinstance(node, dict):
+            raise _Unsupported(repr(node))
+        if id(node) in self.memo:
+            return self.memo[id(node)]
+        if id(node) in self.active:
+            raise _Unsupported("recursive $ref")  # the workflow schema has none
+        self.active.add(id(node))
+        kind = node.get("type")
+        # `type` is folded into the checks that test it anyway, saving a call per value.
+        folded = (kind == "object" and "properties" in node) or (
+            kind == "string" and "pattern" in node
+        )
+        checks = [
+            self.keyword(k, v, node)
+            for k, v in node.items()
+            if k not in _ANNOTATIONS and not (folded and k == "type")
+        ]
+        checks = [c for c in checks if c is not _accept]
+        check = _all(checks)
+        self.memo[id(node)] = check
+        self.active.discard(id(node))
+        return check
+
+    def keyword(self, key: str, value: Any, node: dict[str, Any]) -> Check:
+        if key == "type":
+            if isinstance(value, str):
+                return _TYPES[value]
+            kinds = [_TYPES[t] for t in value]
+            return lambda v: any(k(v) for k in kinds)
+        if key in ("enum", "const"):
+            values = value if key == "enum" else [value]
+            if not all(isinstance(x, str) for x in values):
+                raise _Unsupported(key)
+            allowed = frozenset(values)
+            return lambda v: isinstance(v, str) and v in allowed
+        if key == "pattern":
+            search = _regex(value).search
+            if node.get("type") == "string":
+                return lambda v: isinstance(v, str) and search(v) is not None
+            return lambda v: not isinstance(v, str) or search(v) is not None
+        if key in ("minLength", "maxLength", "minItems", "maxItems"):
+            kind = str if key.endswith("Length") else list
+            if key.startswith("min"):
+                return lambda v: not isinstance(v, kind) or len(v) >= value
+            return lambda v: not isinstance(v, kind) or len(v) <= value
+        if key in ("minimum", "maximum"):
+            if key == "minimum":
+                return lambda v: not _is_number(v) or v >= value
+            return lambda v: not _is_number(v) or v <= value
+        if key == "items":
+            item = self.compile(value)
+            return lambda v: not isinstance(v, list) or all(item(x) for x in v)
+        if key == "properties":
+            strict = node.get("type") == "object"
+            return self.properties(value, node.get("additionalProperties", True), strict)
+        if key == "additionalProperties":
+            if "properties" in node or value is True:
+                return _accept  # folded into `properties`
+            raise _Unsupported(key)
+        if key == "required":
+            return lambda v: not isinstance(v, dict) or all(k in v for k in value)
+        if key == "dependentRequired":
+            pairs = tuple(value.items())
+            return lambda v: (
+                not isinstance(v, dict)
+                or all(all(d in v for d in deps) for k, deps in pairs if k in v)
+            )
+        if key == "allOf":
+            return _all([self.compile(s) for s in value])
+        if key == "if":
+            cond = self.compile(value)
+            then = self.compile(node.get("then", True))
+            other = self.compile(node.get("else", True))
+            return lambda v: then(v) if cond(v) else other(v)
+        if key in ("then", "else"):
+            return _accept  # part of `if`
+        if key == "$ref":
+            return self.compile(self.resolve(value))
+        raise _Unsupported(key)
+
+    def properties(self, props: dict[str, Any], additional: object, strict: bool) -> Check:
+        """`properties` and `additionalProperties`; `strict` also demands a mapping (`type`)."""
+        checks = {name: self.compile(sub) for name, sub in props.items()}
+        if additional is False:
+
+            def closed(v: object) -> bool:
+                if not isinstance(v, dict):
+                    return not strict
+                for name, item in v.items():
+                    check = checks.get(name)
+                    if check is None or not check(item):
+                        return False
+                return True
+
+            return closed
+        if additional is not True:
+            raise _Unsupported("additionalProperties")
+
+        def open_(v: object) -> bool:
+            if not isinstance(v, dict):
+                return not strict
+            return all(check(v[name]) for name, check in checks.items() if name in v)
+
+        return open_
+
+    def resolve(self, ref: str) -> object:
+        if not ref.startswith("#/"):
+            raise _Unsupported(ref)
+        node: Any = self.root
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+
+def _accept(_value: object) -> bool:
+    return True
+
+
+def _reject(_value: object) -> bool:
+    return False
+
+
+def _all(checks: list[Check]) -> Check:
+    if not checks:
+        return _accept
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
+    every = tuple(checks)
+
+    def check(v: object) -> bool:
+        # A plain loop: all() over a generator costs about twice as much on this hot path.
+        for each in every:  # noqa: SIM110
+            if not each(v):
+                return False
+        return True
+
+    return check
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def _branches() -> dict[int, tuple[dict[str, Any], str, list[tuple[str, dict[str, Any]]]]]:
+    """For each branch of a discriminated schema (nodes, triggers): (branch, key, all branches).
+
+    The schema marks such a schema with `discriminator` and picks each branch with an
+    `if: {properties: {<key>: {const: <value>}}}` / `then: {$ref: ...}` pair.
+    """
+    root = schema()
+    out: dict[int, tuple[dict[str, Any], str, list[tuple[str, dict[str, Any]]]]] = {}
+    for node in _walk(root):
+        key = node.get("discriminator", {}).get("propertyName")
+        if key is None:
+            continue
+        branches = []
+        for part in node.get("allOf", ()):
+            const = part.get("if", {}).get("properties", {}).get(key, {}).get("const")
+            target = part.get("then", {}).get("$ref")
+            if const is not None and target is not None:
+                branches.append((const, _Compiler(root).resolve(target)))
+        for _, branch in branches:
+            out[id(branch)] = (branch, key, branches)
+    return out
+
+
+@functools.cache
+def _conditions() -> dict[int, str]:
+    """Each `then` schema's condition in words (`signature: hmac-sha256`), to explain a need."""
+    out: dict[int, str] = {}
+    for node in _walk(schema()):
+        then, cond = node.get("then"), node.get("if")
+        if isinstance(then, dict) and isinstance(cond, dict):
+            consts = [
+                f"{name}: {sub['const']}"
+                for name, sub in cond.get("properties", {}).items()
+                if isinstance(sub, dict) and "const" in sub
+            ]
+            if consts:
+                out[id(then)] = ", ".join(consts)
+    return out
+
+
+def _walk(node: object) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _translate(error: ValidationError) -> Iterator[tuple[Finding, str | None]]:
+    """The findings of one error, each with the key it names (missing or suggested), if any."""
+    path: DocPath = tuple(error.absolute_path)
+    where = format_path(path)
+    keyword, value = error.validator, error.validator_value
+    instance, sub = error.instance, error.schema
+    if keyword == "additionalProperties" and isinstance(instance, dict) and isinstance(sub, dict):
+        allowed = list(sub.get("properties", {}))
+        for key in instance:
+            if key not in allowed:
+                message, guess = _unknown_key(key, path, sub, allowed)
+                yield Finding("schema-unknown-key", message, (*path, key), True), guess
+    elif keyword == "required" and isinstance(instance, dict) and isinstance(sub, dict):
+        for key in value:
+            if key not in instance:
+                yield Finding("schema-missing-key", _missing_key(key, path, sub), path), key
+    elif keyword == "dependentRequired" and isinstance(instance, dict):
+        for trigger, needed in value.items():
+            for key in needed:
+                if trigger in instance and key not in instance:
+                    owner = "the document" if not path else where
+                    message = f"{owner} is missing the required key `{key}`"
+                    message += f" (needed with `{trigger}`)"
+                    yield Finding("schema-missing-key", message, path), key
+    elif keyword == "type":
+        kinds = [value] if isinstance(value, str) else list(value)
+        expected = " or ".join(_EXPECTED.get(k, k) for k in kinds)
+        subject = "the document" if not path else f"`{where}`"
+        message = f"{subject} must be {expected}, not {_kind(instance)}"
+        yield Finding("schema-type", message, path), None
+    else:
+        yield Finding("schema-value", _bad_value(error, path), path), None
+
+
+def _unknown_key(
+    key: object, path: DocPath, sub: dict[str, Any], allowed: list[str]
+) -> tuple[str, str | None]:
+    """The message for a key the schema does not define here, and the key it may be a typo of."""
+    place = "at the top level" if not path else f"in {format_path(path)}"
+    branch = _branches().get(id(sub))
+    if branch is not None:
+        _, disc, options = branch
+        owners = [(v, b) for v, b in options if b is not sub and key in b.get("properties", {})]
+        if owners:
+            value, owner = owners[0]
+            message = (
+                f"`{key}` is not allowed {place}, {_article(sub.get('title', 'this kind'))}; "
+                f"it belongs to {owner.get('title', value)}s (`{disc}: {value}`)"
+            )
+            return message, None
+    message = f"unknown key `{key}` {place}"
+    guess = _suggest(str(key), allowed)
+    if guess is not None:
+        message += f"; did you mean `{guess}`?"
+    return f"{message} (allowed: {', '.join(allowed)})", guess
+
+
+def _missing_key(key: str, path: DocPath, sub: dict[str, Any]) -> str:
+    where = "the document" if not path else format_path(path)
+    if sub.get("discriminator", {}).get("propertyName") == key:
+        options = sub.get("properties", {}).get(key, {}).get("enum", [])
+        return f"{sub.get('title', 'item')} {where} needs `{key}`: one of {', '.join(options)}"
+    message = f"{where} is missing the required key `{key}`"
+    condition = _conditions().get(id(sub))
+    if condition is not None:
+        message += f" (needed with `{condition}`)"
+    return message
+
+
+def _bad_value(error: ValidationError, path: DocPath) -> str:
+    keyword, value = error.validator, error.validator_value
+    instance, sub = error.instance, error.schema
+    subject = "the document" if not path else f"`{format_path(path)}`"
+    got = "got an empty string" if instance == "" else f"got `{_show(instance)}`"
+    if keyword == "enum":
+        message = f"{subject} must be one of {', '.join(map(_show, value))}; {got}"
+        guess = _suggest(instance, [v for v in value if isinstance(v, str)])
+        return message if guess is None else f"{message} — did you mean `{guess}`?"
+    if keyword == "const":
+        return f"{subject} must be `{_show(value)}`; {got}"
+    if keyword == "pattern":
+        explained = isinstance(sub, dict) and sub.get("patternErrorMessage")
+        rule = explained or f"text matching the pattern `{value}`"
+        return f"{subject} must be {rule}; {got}"
+    if keyword in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        bound = {
+            "minimum": "at least",
+            "exclusiveMinimum": "more than",
+            "maximum": "at most",
+            "exclusiveMaximum": "less than",
+        }[keyword]
+        return f"{subject} must be {bound} {_show(value)}; {got}"
+    if keyword == "minLength" and value == 1:
+        return f"{subject} must not be empty"
+    if keyword in ("minLength", "maxLength"):
+        bound = "at least" if keyword == "minLength" else "at most"
+        return f"{subject} must be {bound} {value} characters long; it has {len(instance)}"
+    if keyword == "minItems" and value == 1:
+        return f"{subject} must have at least one entry; it is empty"
+    if keyword in ("minItems", "maxItems"):
+        bound = "at least" if keyword == "minItems" else "at most"
+        return f"{subject} must have {bound} {value} entries; it has {len(instance)}"
+    return f"{subject}: {error.message}"
+
+
+def _suggest(word: object, options: Iterable[str]) -> str | None:
+    import difflib
+
+    if not isinstance(word, str):
+        return None
+    options = list(options)
+    for option in options:
+        if option.lower() == word.lower():
+            return option
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _position(data: object, path: DocPath) -> tuple[int, ...]:
+    """Where a path falls in the document's own order, so findings read top to bottom."""
+    out = []
+    node = data
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            out.append(list(node).index(part))
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        else:
+            out.append(1 << 30)
+            node = None
+    return tuple(out)
