@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,6 +73,8 @@ class Delay(Action):
 
     async def execute(self, context: ActionContext, params: Mapping[str, Any]) -> ActionResult:
         """Sleep without blocking the event loop."""
+        import asyncio  # here, not at the top: `dwf lint` loads this module and starts faster
+
         seconds = parse_duration(params["duration"])
         await asyncio.sleep(seconds)
         return ActionResult.ok({"waitedSeconds": seconds})

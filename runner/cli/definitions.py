@@ -98,7 +98,8 @@ def graph(file: Path, fmt: str) -> None:
     from runner.plan import compiler, render
     from runner.spec import loader
 
-    result = linter.lint_paths([file], jobs=1)
+    # One file alone: rules across files (e.g. subworkflow targets) belong to `dwf lint`.
+    result = linter.lint_paths([file], jobs=1, across_files=False)
     if result.errors:
         lines = _SourceLines()
         click.echo(

@@ -79,13 +79,17 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def lint_paths(paths: Sequence[str | Path], *, jobs: int | None = None) -> LintResult:
-    """Lint every workflow file under `paths`, each rule on each file, then across files."""
+def lint_paths(
+    paths: Sequence[str | Path], *, jobs: int | None = None, across_files: bool = True
+) -> LintResult:
+    """Lint every workflow file under `paths`, each rule on each file, then (unless
+    `across_files` is False) the rules across the files linted together."""
     files = [str(p) for p in discover(paths)]
     results = _lint_files(files, jobs)
     diagnostics = [d for r in results for d in r.diagnostics]
     summaries = {r.path: r.summary for r in results if r.summary is not None}
-    for path, findings in repository.check(summaries).items():
+    cross = repository.check(summaries) if across_files else {}
+    for path, findings in cross.items():
         text = Path(path).read_text(encoding="utf-8-sig")
         diagnostics.extend(_diagnose(path, text, findings))
     diagnostics.sort(key=lambda d: (d.path, d.line, d.column, d.rule))

@@ -44,10 +44,11 @@ def check(
             )
             continue
         params = thaw(node.parameters)
-        fast, validator = _validators(json.dumps(schema, sort_keys=True))
+        key = json.dumps(schema, sort_keys=True)
+        fast = _fast_check(key)
         if fast is not None and fast(params):
             continue
-        for error in validator.iter_errors(params):
+        for error in _validator(key).iter_errors(params):
             where = list(error.absolute_path)
             if _templated(params, where):
                 continue
@@ -71,12 +72,17 @@ def check(
 
 
 @functools.lru_cache(maxsize=256)
-def _validators(schema_json: str) -> tuple[Any, Any]:
-    """A fast check for the common valid case, and jsonschema for the findings."""
+def _fast_check(schema_json: str) -> Any:
+    """A compiled yes/no check for the common, valid case (jsonschema is not even imported)."""
+    return schema.compile_check(json.loads(schema_json))
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    """jsonschema, which explains what is wrong."""
     from jsonschema import Draft202012Validator
 
-    parsed = json.loads(schema_json)
-    return schema.compile_check(parsed), Draft202012Validator(parsed)
+    return Draft202012Validator(json.loads(schema_json))
 
 
 def _templated(params: Any, where: list[Any]) -> bool:
