@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 import networkx as nx
 
 from runner import errors
-from runner.plan import cache, document
+from runner.plan import cache
 from runner.plan import checksum as checksums
 from runner.spec import model
 
@@ -144,13 +144,19 @@ class Plan:
         return _plan_from_json(data)
 
 
-def compile_plan(
-    workflow: model.Workflow, checksum: str, *, definition: Mapping[str, Any] | None = None
-) -> Plan:
-    """Compile a workflow; PlanError naming the workflow and node for anything it cannot run.
+def compile_plan(definition: Mapping[str, Any], *, workflow: model.Workflow | None = None) -> Plan:
+    """Compile a loaded document; PlanError naming the workflow and node for what it cannot run.
 
-    `definition` is the loaded document the workflow came from; without it one is derived.
+    `definition` is the document as loaded (plain JSON data): the plan's checksum is taken over it
+    and the plan stores it. `workflow` is its typed model when the caller already built it with
+    `Workflow.from_data(definition)`; otherwise it is built here.
     """
+    checksum = checksums.definition_checksum(definition)
+    if workflow is None:
+        try:
+            workflow = model.Workflow.from_data(definition)
+        except model.ShapeError as exc:
+            raise errors.PlanError(f"the document is malformed at {exc!s}; lint it first") from exc
     where = f"workflow {workflow.id!r}"
     node_ids = [node.id for node in workflow.nodes]
     problems = _reference_problems(workflow, node_ids)
@@ -171,8 +177,6 @@ def compile_plan(
     failure_path: frozenset[str] = frozenset()
     if workflow.on_failure is not None:
         failure_path = frozenset({workflow.on_failure} | nx.descendants(graph, workflow.on_failure))
-    if definition is None:
-        definition = document.workflow_to_data(workflow)
     return _assemble(
         workflow,
         checksum,
@@ -299,9 +303,14 @@ def _plan_from_json(data: Mapping[str, Any]) -> Plan:
     # nodes), and the result must equal the stored analysis: a row edited by hand, truncated,
     # or paired with another definition is refused instead of trusted.
     try:
-        plan = compile_plan(workflow, stored_checksum, definition=definition)
+        plan = compile_plan(definition, workflow=workflow)
     except errors.PlanError as exc:
         raise errors.PlanError(f"stored plan: {exc}") from exc
+    if plan.checksum != stored_checksum:
+        raise errors.PlanError(
+            f"stored plan of workflow {workflow.id!r}: its checksum does not match its "
+            "definition; recompile it"
+        )
     stored = {key: value for key, value in data.items() if key != "definition"}
     if plan._analysis_json() != stored:
         raise errors.PlanError(
@@ -320,13 +329,9 @@ def get_plan(data: Mapping[str, Any], workflow: model.Workflow | None = None) ->
     plan = PLAN_CACHE.get(key)
     if plan is not None:
         return plan
-    if workflow is None:
-        try:
-            workflow = model.Workflow.from_data(data)
-        except model.ShapeError as exc:
-            raise errors.PlanError(f"the document is malformed at {exc!s}; lint it first") from exc
     # Compiled outside the cache lock: two threads may compile the same plan once each, which is
-    # harmless, rather than every compile serialising behind one lock.
-    plan = compile_plan(workflow, checksum, definition=data)
+    # harmless, rather than every compile serialising behind one lock. Only a miss checksums the
+    # document twice (here for the key, in compile_plan for the plan), next to a whole compile.
+    plan = compile_plan(data, workflow=workflow)
     PLAN_CACHE.put(key, plan)
     return plan

@@ -12,7 +12,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from runner import errors
-from runner.plan import cache, checksum, compiler, document
+from runner.plan import cache, checksum, compiler
 from runner.spec import model
 
 ONBOARDING = """\
@@ -95,18 +95,15 @@ def load(text: str) -> dict:
 
 
 def compiled(text: str = ONBOARDING) -> compiler.Plan:
-    data = load(text)
-    return compiler.compile_plan(
-        model.Workflow.from_data(data), checksum.definition_checksum(data), definition=data
-    )
+    return compiler.compile_plan(load(text))
 
 
-def workflow(*nodes: dict, start: str = "a", on_failure: str | None = None) -> model.Workflow:
+def workflow(*nodes: dict, start: str = "a", on_failure: str | None = None) -> dict:
     data: dict = {"apiVersion": "dataworkflows/v1", "kind": "Workflow", "id": "wf"}
     data |= {"startNode": start, "nodes": list(nodes)}
     if on_failure is not None:
         data["onFailure"] = on_failure
-    return model.Workflow.from_data(data)
+    return data
 
 
 def node(node_id: str, *targets: str, **extra: object) -> dict:
@@ -205,8 +202,7 @@ def test_edge_and_on_failure_to_the_same_target_are_two_routes():
         workflow(
             node("a", "b", onFailure="b"),
             node("b"),
-        ),
-        "sum",
+        )
     )
     routes = plan.outgoing("a")
     assert [(r.target, r.when, r.order, r.kind) for r in routes] == [
@@ -225,14 +221,14 @@ def test_topological_order_breaks_ties_by_document_order():
         node("c", "d"),
         node("b"),
     )
-    orders = {compiler.compile_plan(wf, "sum").topological_order for _ in range(5)}
+    orders = {compiler.compile_plan(wf).topological_order for _ in range(5)}
     assert orders == {("a", "c", "d", "b")}
 
 
 def test_failure_path_is_the_failure_entry_and_what_follows_it():
     plan = compiled()
     assert plan.failure_path == frozenset({"alert-ops", "page.on-call"})
-    no_failure_entry = compiler.compile_plan(workflow(node("a")), "sum")
+    no_failure_entry = compiler.compile_plan(workflow(node("a")))
     assert no_failure_entry.failure_path == frozenset()
     assert no_failure_entry.failure_entry is None
 
@@ -270,12 +266,12 @@ def test_outgoing_of_an_unknown_node_names_it():
 )
 def test_compile_refuses_broken_graphs_naming_workflow_and_node(wf, expected):
     with pytest.raises(errors.PlanError, match=r"workflow 'wf'.*" + expected):
-        compiler.compile_plan(wf(), "sum")
+        compiler.compile_plan(wf())
 
 
 def test_compile_lists_every_reference_problem_at_once():
     with pytest.raises(errors.PlanError) as info:
-        compiler.compile_plan(workflow(node("a", "x"), node("a", "y"), start="q"), "sum")
+        compiler.compile_plan(workflow(node("a", "x"), node("a", "y"), start="q"))
     message = str(info.value)
     assert all(part in message for part in ("'x'", "'y'", "'q'", "duplicate node id 'a'"))
 
@@ -306,15 +302,18 @@ def test_plan_json_holds_the_definition_as_loaded():
     assert compiled().to_json()["definition"] == load(ONBOARDING)
 
 
-def test_plan_without_definition_derives_an_equivalent_one():
-    wf = model.Workflow.from_data(load(ONBOARDING))
-    plan = compiler.compile_plan(wf, "sum")
-    assert model.Workflow.from_data(plan.to_json()["definition"]) == wf
-    assert compiler.Plan.from_json(json.loads(json.dumps(plan.to_json()))).workflow == wf
-    assert document.workflow_to_data(wf)["nodes"][0]["retry"] == {
-        "maxAttempts": 3,
-        "maxDelay": "30s",
-    }
+def test_compile_uses_a_workflow_the_caller_already_built():
+    data = load(ONBOARDING)
+    wf = model.Workflow.from_data(data)
+    plan = compiler.compile_plan(data, workflow=wf)
+    assert plan.workflow is wf
+    assert plan.checksum == checksum.definition_checksum(data)
+    assert compiler.compile_plan(data).workflow == wf
+
+
+def test_compile_refuses_a_malformed_document():
+    with pytest.raises(errors.PlanError, match="malformed at nodes"):
+        compiler.compile_plan({"id": "x", "nodes": "not a list"})
 
 
 EVERY_FIELD = """\
@@ -353,12 +352,13 @@ nodes:
 """
 
 
-def test_derived_definition_rebuilds_an_equal_workflow_for_every_field():
-    wf = model.Workflow.from_data(load(EVERY_FIELD))
-    data = document.workflow_to_data(wf)
-    assert model.Workflow.from_data(json.loads(json.dumps(data))) == wf
-    assert data["options"]["timeout"] == "1h30m"
-    assert data["nodes"][0]["retry"]["initialDelay"] == "1s500ms"
+def test_plan_json_round_trips_every_field():
+    data = load(EVERY_FIELD)
+    plan = compiler.compile_plan(data)
+    again = compiler.Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert again.workflow == plan.workflow == model.Workflow.from_data(data)
+    assert again.to_json() == plan.to_json()
+    assert again.to_json()["definition"] == data
 
 
 def test_from_json_refuses_what_is_not_a_stored_plan():
@@ -383,6 +383,7 @@ def test_from_json_refuses_another_compiler_version():
         lambda s: s.update(failurePath=["wrap-up"]),
         lambda s: s["definition"]["nodes"][0]["edges"][0].update(targetNode="gone"),
         lambda s: s.pop("checksum"),
+        lambda s: s.update(checksum="0" * 64),
     ],
 )
 def test_from_json_refuses_a_row_that_does_not_match_its_definition(tamper):

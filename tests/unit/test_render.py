@@ -9,7 +9,6 @@ import subprocess
 import pytest
 
 from runner.plan import compiler, render
-from runner.spec import model
 
 # A condition with quotes, a pipe, a backslash, a hash and a line break: each can end a label early.
 CONDITION = 'result.outputs.kind === "a|b" && x < 2 # \\n\nnext'
@@ -44,7 +43,7 @@ def plan() -> compiler.Plan:
             {"id": "child", "nodeType": "subworkflow", "workflowId": "page-someone"},
         ],
     }
-    return compiler.compile_plan(model.Workflow.from_data(data), "sum", definition=data)
+    return compiler.compile_plan(data)
 
 
 # Mermaid
@@ -147,7 +146,7 @@ def test_dot_output_parses_with_graphviz(plan):
 
 def test_dot_quotes_a_hostile_workflow_id():
     data = {"id": 'say "hi" \\', "startNode": "a", "nodes": [{"id": "a", "actionType": "x"}]}
-    plan = compiler.compile_plan(model.Workflow.from_data(data), "sum")
+    plan = compiler.compile_plan(data)
     assert render.to_dot(plan).startswith('digraph "say \\"hi\\" \\\\" {\n')
     dot = shutil.which("dot")
     if dot is not None:
