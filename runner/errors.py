@@ -4,7 +4,16 @@
     ├── UsageError            a command was called wrongly (bad flag value, missing file)
     ├── DefinitionError       a workflow document is invalid; carries its diagnostics
     ├── PlanError             a definition could not be compiled into a plan
-    └── ActionRegistryError   an action type is unknown or a plugin failed to load
+    ├── ActionRegistryError   an action type is unknown or a plugin failed to load
+    ├── ExpressionError       a template or condition failed at run time
+    │   ├── TemplateRenderError   rendering failed (undefined name, sandbox, size)
+    │   └── ConditionError        a condition threw, timed out, ran out of memory, not boolean
+    ├── StoreError            the database could not do what was asked
+    │   ├── DatabaseClosed        the pool was used outside `async with` (or after it)
+    │   └── MigrationError        migrations cannot be applied (edited, missing, failed)
+    ├── InvalidRequest        a start or API request is malformed (payload not an object, too big)
+    ├── NotFound              a workflow or execution does not exist (for this tenant)
+    └── Conflict              the request contradicts the current state (e.g. managed by git)
 
 Messages name the file, node and field involved, and say what would be valid.
 """
@@ -40,3 +49,39 @@ class PlanError(DwfError):
 
 class ActionRegistryError(DwfError):
     """An action type is not registered, or a registered plugin could not be loaded."""
+
+
+class ExpressionError(DwfError):
+    """A template or condition failed while an execution ran."""
+
+
+class TemplateRenderError(ExpressionError):
+    """Rendering a template failed; the message names the node, the parameter path and the cause."""
+
+
+class ConditionError(ExpressionError):
+    """A condition threw, timed out, ran out of memory or did not return a boolean."""
+
+
+class StoreError(DwfError):
+    """The database could not do what was asked."""
+
+
+class DatabaseClosed(StoreError):
+    """The database was used before it was opened or after it was closed."""
+
+
+class MigrationError(StoreError):
+    """Migrations cannot be applied: an applied one was edited, or one failed."""
+
+
+class InvalidRequest(DwfError):
+    """A request to start or query something is malformed; the message names the field."""
+
+
+class NotFound(DwfError):
+    """A workflow or execution does not exist (for this tenant)."""
+
+
+class Conflict(DwfError):
+    """The request contradicts the current state, e.g. it changes a workflow managed by git."""

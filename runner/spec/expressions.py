@@ -1,52 +1,34 @@
 """Expressions: Jinja templates and JavaScript conditions, and the lint rules over them (SPEC §4).
 
-`template_environment` and `compile_condition` are shared with the execution engine, so a run
-renders and evaluates with exactly what lint accepted. jinja2 and quickjs are imported lazily:
-linting a file without expressions does not pay for them.
+`template_environment` (here, built by `runner.spec.sandbox`) and `conditions.compile_condition`
+are shared with the execution engine, so a run renders and evaluates with exactly what lint
+accepted. jinja2 and quickjs are imported lazily: linting a file without expressions does not pay
+for them.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from runner.spec import structure
+from runner.spec import conditions, structure
 from runner.spec.diagnostics import DocPath, Finding, format_path
 from runner.spec.model import WebhookTrigger, Workflow
 
 if TYPE_CHECKING:
-    import quickjs
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from runner.spec.sandbox import BoundedEnvironment
 
 #: Top-level names a template in parameters, idempotencyKey or outputs may read.
 TEMPLATE_SCOPE = ("trigger", "event", "vars", "nodes", "execution", "secrets")
 #: Top-level names a template in `vars` may read: vars render once, before any node ran.
 VARS_SCOPE = ("trigger", "event", "execution", "secrets")
-#: The parameters of a compiled condition, in call order.
-CONDITION_SCOPE = ("trigger", "event", "vars", "nodes", "execution", "result")
-
-DEFAULT_CONDITION_TIME_LIMIT_SECONDS = 0.05
-DEFAULT_CONDITION_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
-
 _TEMPLATE_CACHE_SIZE = 8192
-_CONDITION_CACHE_SIZE = 4096
 # Jinja resolves `nodes.items` to the dict method, never to a node called `items`.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
-_JS_OBJECT_ATTRIBUTES = frozenset(dir(object)) | {
-    "constructor",
-    "hasOwnProperty",
-    "isPrototypeOf",
-    "propertyIsEnumerable",
-    "toLocaleString",
-    "toString",
-    "valueOf",
-}
 # Concrete types first: isinstance against the Mapping ABC is slow on this hot path.
 _MAPPINGS = (MappingProxyType, dict, Mapping)
 _SCALARS = (int, float, bool, type(None))
@@ -59,12 +41,11 @@ _NAME_HINTS = {
 
 
 @functools.cache
-def template_environment() -> ImmutableSandboxedEnvironment:
-    """The one sandboxed, strict Jinja environment: lint parses and the engine renders with it."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+def template_environment() -> BoundedEnvironment:
+    """The one sandboxed, strict, bounded Jinja environment: lint parses, the engine renders."""
+    from runner.spec import sandbox
 
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    return sandbox.environment()
 
 
 def is_template(text: str) -> bool:
@@ -168,7 +149,7 @@ def _parse_template(text: str) -> TemplateInfo:
         return TemplateInfo(error="the template nests too deeply to parse")
 
 
-def _walk_template(ast: Any, env: ImmutableSandboxedEnvironment) -> TemplateInfo:
+def _walk_template(ast: Any, env: BoundedEnvironment) -> TemplateInfo:
     """One pass over the AST; names assigned anywhere in the template count as declared."""
     from jinja2 import nodes
 
@@ -241,140 +222,6 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean `{matches[0]}`?" if matches else ""
 
 
-# --- Conditions ---------------------------------------------------------------------------------
-
-# A label no condition can know: the function body ends with `break <label>`, which only parses
-# inside the labelled block. QuickJS's Function constructor evaluates "(function anonymous(…) {"
-# + body + "})" as one script, so a condition that closed the brackets around it could run code
-# at construction; with the guard such a condition is a SyntaxError, raised before anything runs.
-_GUARD = f"__dwf_guard_{os.urandom(16).hex()}"
-_SOURCE_GLOBAL = "__dwf_condition_source"
-_CONSTRUCT = f"new Function({', '.join(repr(p) for p in CONDITION_SCOPE)}, {_SOURCE_GLOBAL})"
-# The condition's first line in QuickJS's error positions: the constructor's two header lines,
-# then the label line and the `return` line of the body.
-_FIRST_SOURCE_LINE = 5
-_ERROR_POSITION = re.compile(r"at <input>:(\d+):(\d+)")
-_local = threading.local()
-
-
-def condition_context() -> quickjs.Context:
-    """This thread's QuickJS context for compiling conditions, with time and memory limits."""
-    context = getattr(_local, "context", None)
-    if context is None:
-        import quickjs
-
-        # QuickJS contexts must not be shared between threads, even one at a time.
-        context = quickjs.Context()
-        context.set_time_limit(DEFAULT_CONDITION_TIME_LIMIT_SECONDS)
-        context.set_memory_limit(DEFAULT_CONDITION_MEMORY_LIMIT_BYTES)
-        _local.context = context
-    return context
-
-
-def _function_body(source: str, opener: str, closer: str) -> str:
-    return f"{_GUARD}: {{\nreturn {opener}\n{source}\n{closer};\nbreak {_GUARD};\n}}"
-
-
-def compile_condition(context: quickjs.Context, source: str) -> quickjs.Object:
-    """Compile a condition into a function of CONDITION_SCOPE without running any of it.
-
-    Raises ValueError with QuickJS's message when it is not exactly one JavaScript expression.
-    """
-    import quickjs
-
-    if not source.strip():
-        raise ValueError("the condition is empty; write a JavaScript expression")
-    functions = []
-    # Compiled twice: `(src)` gives the natural error for a typo and is the function returned;
-    # `[src]` then rejects sources valid only by closing the parenthesis and reopening one
-    # (`1); while(1){}; (1`), which would otherwise compile into a statement list.
-    for opener, closer in (("(", ")"), ("[", "]")):
-        context.set(_SOURCE_GLOBAL, _function_body(source, opener, closer))
-        try:
-            functions.append(context.eval(_CONSTRUCT))
-        except quickjs.JSException as exc:
-            raise ValueError(_condition_message(source, str(exc), opener == "[")) from exc
-        finally:
-            context.set(_SOURCE_GLOBAL, None)
-    return functions[0]
-
-
-def _condition_message(source: str, error: str, second_pass: bool) -> str:
-    lines = error.splitlines()
-    reason = lines[0] if lines else "SyntaxError"
-    if "label not found" in reason:
-        return "not a single JavaScript expression: it closes the brackets around the condition"
-    position = _ERROR_POSITION.search(error)
-    where = ""
-    if position is not None:
-        line = int(position.group(1)) - _FIRST_SOURCE_LINE + 1
-        source_lines = source.count("\n") + 1
-        if line > source_lines:
-            where = " at the end of the condition"
-        elif line >= 1:
-            where = f" at line {line}, column {position.group(2)} of the condition"
-    if "stack" in reason.lower():
-        return f"the condition nests too deeply to compile ({reason})"
-    if second_pass:
-        problem = "not a single JavaScript expression (statements, `;` or unbalanced brackets)"
-        return f"{problem}: {reason}{where}"
-    return f"{reason}{where}"
-
-
-@functools.lru_cache(maxsize=_CONDITION_CACHE_SIZE)
-def condition_error(source: str) -> str | None:
-    """Why a condition does not compile, or None when it does; cached by source text."""
-    try:
-        compile_condition(condition_context(), source)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-# String literals and comments are matched (and skipped) as whole tokens so that text such as
-# 'see nodes.x' is not taken for a read; `nodes['x']` matches from `nodes`, before its string.
-_JS_READS = re.compile(
-    r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|//[^\n]*|/\*.*?\*/"""
-    r"|(?<![\w$.])(nodes|vars)(?![\w$])"
-    r"(?:\s*(?:\??\.\s*([A-Za-z_$][\w$]*)"
-    r"""|(?:\?\.\s*)?\[\s*(?:'([^'\\\n]*)'|"([^"\\\n]*)")\s*\]))?""",
-    re.DOTALL,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionInfo:
-    """What the rules need to know about one condition; computed once per distinct source."""
-
-    error: str | None
-    node_refs: tuple[str, ...] = ()
-    var_refs: frozenset[str] = frozenset()
-    reads_all_vars: bool = False
-
-
-@functools.lru_cache(maxsize=_CONDITION_CACHE_SIZE)
-def analyse_condition(source: str) -> ConditionInfo:
-    """Compile a condition (never run it) and find its literal `nodes` and `vars` reads."""
-    error = condition_error(source)
-    if error is not None:
-        return ConditionInfo(error)
-    node_refs: dict[str, None] = {}
-    var_refs: set[str] = set()
-    whole = False
-    for match in _JS_READS.finditer(source):
-        name, attr = match.group(1), match.group(2)
-        if name is None:  # a string literal or a comment
-            continue
-        key = attr if attr is not None else match.group(3) or match.group(4)
-        if not key or (attr is not None and attr in _JS_OBJECT_ATTRIBUTES):
-            whole = whole or name == "vars"
-        elif name == "nodes":
-            node_refs[key] = None
-        else:
-            var_refs.add(key)
-    return ConditionInfo(None, tuple(node_refs), frozenset(var_refs), whole)
-
-
 # --- The rules ----------------------------------------------------------------------------------
 
 #: Who reads through an expression: a node's parameters, an edge condition of a node, a
@@ -442,7 +289,7 @@ class _Scan:
             self.reads.extend(_NodeRead(ref, reader, base, sub, path) for ref in info.node_refs)
 
     def condition(self, source: str, path: DocPath, label: str, reader: _Reader) -> None:
-        info = analyse_condition(source)
+        info = conditions.analyse_condition(source)
         if info.error is not None:
             self.findings.append(Finding("condition-syntax", f"{label}: {info.error}", path))
             return

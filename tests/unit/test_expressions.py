@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.spec import expressions
+from runner.spec import conditions, expressions
 from runner.spec.diagnostics import Finding
 from runner.spec.model import Workflow
 
@@ -251,7 +251,7 @@ def test_activation_condition_is_checked() -> None:
 
 
 def test_loop_breakout_is_a_syntax_error_reported_quickly() -> None:
-    expressions.condition_error.cache_clear()
+    conditions.condition_error.cache_clear()
     started = time.perf_counter()
     finding = only(expressions.check(edge_condition("1); while(true){}; (1")), "condition-syntax")
     assert time.perf_counter() - started < 0.5
@@ -273,7 +273,7 @@ BREAKOUTS = [
 def test_breakouts_are_syntax_errors_and_run_nothing(condition: str) -> None:
     finding = only(expressions.check(edge_condition(condition)), "condition-syntax")
     assert "SyntaxError" in finding.message or "closes the brackets" in finding.message
-    assert expressions.condition_context().eval("typeof globalThis.pwned") == "undefined"
+    assert conditions.condition_context().eval("typeof globalThis.pwned") == "undefined"
 
 
 @pytest.mark.parametrize(
@@ -286,16 +286,16 @@ def test_breakouts_are_syntax_errors_and_run_nothing(condition: str) -> None:
     ],
 )
 def test_valid_conditions_are_compiled_but_never_run(condition: str) -> None:
-    expressions.condition_error.cache_clear()
+    conditions.condition_error.cache_clear()
     started = time.perf_counter()
     assert expressions.check(edge_condition(condition)) == []
     assert time.perf_counter() - started < 0.5
-    assert expressions.condition_context().eval("typeof globalThis.ran") == "undefined"
+    assert conditions.condition_context().eval("typeof globalThis.ran") == "undefined"
 
 
 def test_compiled_condition_is_a_function_of_the_scope() -> None:
-    context = expressions.condition_context()
-    function = expressions.compile_condition(context, "result.outputs.count > trigger.min")
+    context = conditions.condition_context()
+    function = conditions.compile_condition(context, "result.outputs.count > trigger.min")
     result = context.parse_json('{"outputs": {"count": 3}}')
     trigger = context.parse_json('{"min": 2}')
     assert function(trigger, None, None, None, None, result) is True
@@ -306,15 +306,15 @@ def test_condition_context_has_a_time_limit_as_defence() -> None:
 
     started = time.perf_counter()
     with pytest.raises(quickjs.JSException, match="interrupted"):
-        expressions.condition_context().eval("while (true) {}")
+        conditions.condition_context().eval("while (true) {}")
     assert time.perf_counter() - started < 1
 
 
 def test_condition_context_is_cached_per_thread() -> None:
-    here = expressions.condition_context()
-    assert expressions.condition_context() is here
+    here = conditions.condition_context()
+    assert conditions.condition_context() is here
     seen: list[object] = []
-    thread = threading.Thread(target=lambda: seen.append(expressions.condition_context()))
+    thread = threading.Thread(target=lambda: seen.append(conditions.condition_context()))
     thread.start()
     thread.join()
     assert seen and seen[0] is not here

@@ -1,0 +1,121 @@
+"""`dwf db`: apply migrations and show their state."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from runner.settings import Settings
+    from runner.store.migrations import MigrationStatus
+
+EXIT_OK, EXIT_NOT_CURRENT, EXIT_ERROR = 0, 1, 2
+
+
+@click.group()
+def db() -> None:
+    """The database: migrations and their state (DWF_DATABASE_URL, else the embedded server)."""
+
+
+@db.command()
+def migrate() -> None:
+    """Apply pending migrations; print what was applied, or "up to date".
+
+    Exit 0 when done, 1 when a migration is refused (edited, missing or failing), 2 when the
+    database cannot be reached.
+    """
+    from runner.errors import MigrationError, StoreError
+    from runner.settings import Settings
+
+    try:
+        applied = asyncio.run(_migrate(Settings.from_env()))
+    except MigrationError as exc:
+        _fail(exc, EXIT_NOT_CURRENT)
+    except StoreError as exc:
+        _fail(exc, EXIT_ERROR)
+    for name in applied:
+        click.echo(f"applied {name}")
+    if not applied:
+        click.echo("up to date")
+
+
+@db.command()
+def status() -> None:
+    """Show each migration: applied (when) or pending, and any edited since applied.
+
+    Exit 0 when all are applied unchanged, 1 when any is pending, edited or missing from this
+    runner, 2 when the database cannot be reached.
+    """
+    from runner.errors import StoreError
+    from runner.settings import Settings
+
+    try:
+        rows = asyncio.run(_status(Settings.from_env()))
+    except StoreError as exc:
+        _fail(exc, EXIT_ERROR)
+    click.echo(_table(rows))
+    problems = []
+    for row in rows:
+        if row.missing:
+            problems.append(
+                f"warning: {row.name} is applied but this runner does not have it; "
+                "run a newer runner"
+            )
+        elif not row.checksum_ok:
+            problems.append(
+                f"warning: runner/store/migrations/{row.name}.sql was edited after it was "
+                "applied; restore it and add a new migration instead"
+            )
+    pending = sum(row.applied_at is None for row in rows)
+    if pending:
+        problems.append(f"{pending} pending: run `dwf db migrate`")
+    for line in problems:
+        click.echo(line, err=True)
+    sys.exit(EXIT_NOT_CURRENT if problems else EXIT_OK)
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    from runner.store import database, migrations
+
+    async with (
+        database.Database.open(settings, migrate=False) as opened,
+        opened.connection() as conn,
+    ):
+        return await migrations.apply(conn)
+
+
+async def _status(settings: Settings) -> list[MigrationStatus]:
+    from runner.store import database, migrations
+
+    async with (
+        database.Database.open(settings, migrate=False) as opened,
+        opened.connection() as conn,
+    ):
+        return await migrations.status(conn)
+
+
+def _table(rows: list[MigrationStatus]) -> str:
+    lines = [("version", "name", "applied at")]
+    for row in rows:
+        when = "pending" if row.applied_at is None else f"{row.applied_at:%Y-%m-%d %H:%M:%S%z}"
+        if row.missing:
+            when += "  (not in this runner)"
+        elif not row.checksum_ok:
+            when += "  (EDITED since applied)"
+        lines.append((f"{row.version:04d}", row.name, when))
+    widths = [max(len(line[i]) for line in lines) for i in range(2)]
+    return "\n".join(
+        f"{version:<{widths[0]}}  {name:<{widths[1]}}  {when}".rstrip()
+        for version, name, when in lines
+    )
+
+
+def _fail(exc: Exception, code: int) -> NoReturn:
+    click.echo(f"dwf db: {exc}", err=True)
+    sys.exit(code)
+
+
+COMMANDS = (db,)

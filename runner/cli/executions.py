@@ -1,0 +1,306 @@
+"""Commands that run and inspect executions: `dwf run`, `dwf executions list|show|cancel`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runner.cli.definitions import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
+T = TypeVar("T")
+
+
+def _run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; runner errors become a message and exit 1 (no traceback)."""
+    from runner.errors import DwfError, InvalidRequest, UsageError
+
+    try:
+        return asyncio.run(make())  # type: ignore[arg-type]
+    except (UsageError, InvalidRequest) as exc:
+        click.echo(f"dwf: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except DwfError as exc:
+        click.echo(f"dwf: {exc}", err=True)
+        sys.exit(EXIT_FINDINGS)
+
+
+def _settings() -> Any:
+    from runner import logs
+    from runner.settings import Settings
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, level="warning")
+    return settings
+
+
+@click.command()
+@click.argument("target")
+@click.option("--trigger", "trigger_text", help="Trigger payload: a JSON object, or @FILE.")
+@click.option("--request-id", help="Idempotency: a repeated id returns the existing execution.")
+@click.option("--draft", is_flag=True, help="Allow running a Draft workflow by id.")
+@click.option(
+    "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: print only the finished execution as JSON.",
+)  # fmt: skip
+def run(
+    target: str, trigger_text: str | None, request_id: str | None, draft: bool, output: str
+) -> None:
+    """Run a workflow FILE (recorded as a local version) or a workflow by ID, to its end.
+
+    Exit 0 iff the execution Succeeded.
+    """
+    from runner.engine import requests
+
+    settings = _settings()
+    payload: dict[str, Any] = {}
+    if trigger_text:
+        text = trigger_text
+        if trigger_text.startswith("@"):
+            try:
+                text = Path(trigger_text[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                click.echo(f"dwf run: cannot read {trigger_text[1:]}: {exc.strerror}", err=True)
+                sys.exit(EXIT_USAGE)
+        payload = _run_async(lambda: _parse(requests, text, settings))
+    path = Path(target)
+    definition = None
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        definition = _load_file(path)
+    document = _run_async(
+        lambda: _run(
+            settings,
+            target=target,
+            definition=definition,
+            payload=payload,
+            request_id=request_id,
+            draft=draft,
+            output=output,
+        )
+    )
+    if output == "json":
+        click.echo(json.dumps(document, indent=2, default=str))
+    else:
+        _print_summary(document)
+    sys.exit(EXIT_OK if document["status"] == "Succeeded" else EXIT_FINDINGS)
+
+
+async def _parse(requests: Any, text: str, settings: Any) -> dict[str, Any]:
+    return requests.parse_trigger(
+        text, max_bytes=settings.max_trigger_bytes, max_depth=settings.max_trigger_depth
+    )
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    """The file's document when it lints without errors; otherwise print why and exit 1."""
+    from runner.cli.definitions import _SourceLines
+    from runner.lint import linter, report
+    from runner.spec import loader
+
+    if not path.is_file():
+        click.echo(f"dwf run: {path}: no such file", err=True)
+        sys.exit(EXIT_USAGE)
+    result = linter.lint_paths([path], jobs=1, across_files=False)
+    if result.errors:
+        text = report.render(
+            "text", result.diagnostics, _SourceLines().line, files_checked=1, tool_version=""
+        )
+        click.echo(text, err=True)
+        sys.exit(EXIT_FINDINGS)
+    return loader.load(loader.decode(str(path), path.read_bytes()).text)
+
+
+async def _run(
+    settings: Any,
+    *,
+    target: str,
+    definition: dict[str, Any] | None,
+    payload: dict[str, Any],
+    request_id: str | None,
+    draft: bool,
+    output: str,
+) -> dict[str, Any]:
+    from runner.cli import progress
+    from runner.engine.conductor import Conductor
+    from runner.engine.requests import StartRequest
+    from runner.engine.summary import execution_document
+    from runner.plan import compiler
+    from runner.store import executions
+    from runner.store.database import Database
+
+    async with Database.open(settings) as db:
+        conductor = Conductor(db, settings)
+        workflow_id, local = target, False
+        if definition is not None:
+            version = await conductor.register(
+                definition, source_kind="local", source_path=str(Path(target).resolve())
+            )
+            workflow_id, local = version.workflow_id, True
+        view: Any = None
+        if output == "text":
+            if sys.stderr.isatty() and definition is not None:
+                nodes = [n.id for n in compiler.get_plan(definition).workflow.nodes]
+                view = progress.LiveProgress(nodes)
+            else:
+                view = progress.PlainProgress()
+            conductor.observer = view
+        request = StartRequest(
+            workflow_id=workflow_id,
+            trigger=payload,
+            trigger_type="manual",
+            request_id=request_id,
+            tenant=settings.tenant,
+            allow_draft=draft,
+            any_status=local,
+        )
+        try:
+            row = await conductor.execute(request)
+        finally:
+            if view is not None:
+                view.close()
+        async with db.connection() as conn:
+            attempts = await executions.attempts(conn, row.execution_id)
+        return execution_document(row, attempts)
+
+
+def _print_summary(document: dict[str, Any]) -> None:
+    click.echo(f"execution {document['executionId']}: {document['status']}")
+    if document.get("error"):
+        click.echo(f"  error: {document['error'].get('message')}")
+    if document.get("outputs"):
+        click.echo(f"  outputs: {json.dumps(document['outputs'], default=str)}")
+
+
+@click.group()
+def executions() -> None:
+    """List, show and cancel executions."""
+
+
+@executions.command("list")
+@click.option("--workflow", "workflow_id", help="Only this workflow's executions.")
+@click.option(
+    "--status", type=click.Choice(["Pending", "Running", "Succeeded", "Failed", "Cancelled"])
+)
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--cursor", help="The next page's cursor, from a previous listing.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def list_executions(
+    workflow_id: str | None, status: str | None, limit: int, cursor: str | None, output: str
+) -> None:
+    """Executions, newest first."""
+    settings = _settings()
+
+    async def fetch() -> tuple[list[Any], str | None]:
+        from runner.errors import InvalidRequest
+        from runner.store import executions as store
+        from runner.store.database import Database
+
+        async with Database.open(settings) as db, db.connection() as conn:
+            try:
+                return await store.list_page(
+                    conn, settings.tenant, workflow_id=workflow_id, status=status,
+                    limit=limit, cursor=cursor,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
+
+    rows, next_cursor = _run_async(fetch)
+    if output == "json":
+        items = [
+            {
+                "executionId": str(r.execution_id),
+                "workflowId": r.workflow_id,
+                "workflowVersion": r.workflow_version,
+                "status": r.status,
+                "createdAt": r.created_at.isoformat(),
+                "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
+            }
+            for r in rows
+        ]
+        click.echo(json.dumps({"items": items, "nextCursor": next_cursor}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("execution", "workflow", "version", "status", "created", "took"):
+        table.add_column(column)
+    for r in rows:
+        took = ""
+        if r.finished_at and r.started_at:
+            took = f"{(r.finished_at - r.started_at).total_seconds():.2f}s"
+        table.add_row(
+            str(r.execution_id), r.workflow_id, str(r.workflow_version), r.status,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"), took,
+        )  # fmt: skip
+    Console().print(table)
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+@executions.command("show")
+@click.argument("execution_id", type=click.UUID)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def show_execution(execution_id: uuid.UUID, output: str) -> None:
+    """One execution with its nodes and attempts."""
+    settings = _settings()
+
+    async def fetch() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from runner.engine.summary import attempt_document, execution_document
+        from runner.errors import NotFound
+        from runner.store import executions as store
+        from runner.store import workflows
+        from runner.store.database import Database
+
+        async with Database.open(settings) as db, db.connection() as conn:
+            row = await store.get(conn, settings.tenant, execution_id)
+            if row is None:
+                raise NotFound(f"execution {execution_id} does not exist")
+            attempts = await store.attempts(conn, execution_id)
+            version = await workflows.get_definition(
+                conn, row.tenant, row.workflow_id, row.workflow_version
+            )
+        document = execution_document(row, attempts) | {"source": version.source}
+        return document, [attempt_document(a) for a in attempts]
+
+    document, attempts = _run_async(fetch)
+    if output == "json":
+        click.echo(json.dumps(document | {"attempts": attempts}, indent=2, default=str))
+        return
+    click.echo(f"execution {document['executionId']}  {document['status']}")
+    click.echo(f"  workflow {document['workflowId']} v{document['workflowVersion']}")
+    click.echo(f"  source   {document['source']}")
+    click.echo(f"  request  {document['requestId']}   correlation {document['correlationId']}")
+    if document.get("error"):
+        click.echo(f"  error    {document['error'].get('message')}")
+    for attempt in attempts:
+        error = (attempt["error"] or {}).get("message", "")
+        click.echo(
+            f"  {attempt['nodeId']:<24} #{attempt['attempt']} {attempt['status']:<16} {error}"
+        )
+
+
+@executions.command("cancel")
+@click.argument("execution_id", type=click.UUID)
+def cancel_execution(execution_id: uuid.UUID) -> None:
+    """Ask an execution to end Cancelled."""
+    settings = _settings()
+
+    async def cancel() -> Any:
+        from runner.engine.conductor import Conductor
+        from runner.store.database import Database
+
+        async with Database.open(settings) as db:
+            return await Conductor(db, settings).cancel(settings.tenant, execution_id)
+
+    row = _run_async(cancel)
+    click.echo(f"execution {row.execution_id}: cancel requested")
+
+
+COMMANDS = (run, executions)

@@ -1,0 +1,215 @@
+"""The conductor: starts executions (request-id idempotent) and conducts them to the end."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.engine.requests import StartRequest, check_trigger
+from runner.engine.run import ExecutionRun, Observer
+from runner.errors import Conflict, NotFound
+from runner.plan import checksum, compiler
+from runner.settings import Settings
+from runner.spec.model import Node, thaw
+from runner.store import executions, workflows
+from runner.store.database import Database
+from runner.store.executions import ExecutionRow, NewExecution
+from runner.store.workflows import DefinitionRow, SourceKind, WorkflowStatus
+
+#: Request headers never shown to expressions (`event.headers`): they carry credentials.
+SECRET_HEADERS = frozenset(
+    {"authorization", "cookie", "x-hub-signature", "x-hub-signature-256", "x-slack-signature"}
+)
+
+
+class Conductor:
+    """Starts and runs executions against one database."""
+
+    def __init__(self, db: Database, settings: Settings, *, observer: Observer | None = None):
+        self.db, self.settings, self.observer = db, settings, observer
+        self._cancels: dict[uuid.UUID, asyncio.Event] = {}
+
+    async def register(
+        self,
+        definition: Mapping[str, Any],
+        *,
+        source_kind: SourceKind,
+        source_path: str | None = None,
+        status: WorkflowStatus | None = None,
+        tenant: str | None = None,
+    ) -> DefinitionRow:
+        """Record a definition as a version of its workflow (same checksum, same version)."""
+        workflow = compiler.get_plan(definition).workflow
+        declared: WorkflowStatus = {"draft": "Draft", "active": "Active", "archived": "Archived"}[
+            workflow.status
+        ]  # type: ignore[assignment]
+        async with self.db.transaction() as conn:
+            return await workflows.record_version(
+                conn,
+                tenant=tenant or self.settings.tenant,
+                workflow_id=workflow.id,
+                checksum=checksum.definition_checksum(definition),
+                definition=definition,
+                source_kind=source_kind,
+                status=status or declared,
+                display_name=workflow.display_name,
+                source_path=source_path,
+            )
+
+    async def start(self, request: StartRequest) -> tuple[ExecutionRow, bool]:
+        """Create a Pending execution; with a known request id, the existing one (created=False)."""
+        payload = check_trigger(
+            request.trigger,
+            max_bytes=self.settings.max_trigger_bytes,
+            max_depth=self.settings.max_trigger_depth,
+        )
+        async with self.db.transaction() as conn:
+            workflow = await workflows.get(conn, request.tenant, request.workflow_id)
+            if workflow is None:
+                raise NotFound(
+                    f"workflow {request.workflow_id!r} does not exist in tenant {request.tenant!r}"
+                )
+            allowed = workflow.status == "Active" or request.any_status
+            if not allowed and not (request.allow_draft and workflow.status == "Draft"):
+                hint = " (use --draft to run a Draft)" if workflow.status == "Draft" else ""
+                raise Conflict(
+                    f"workflow {request.workflow_id!r} is {workflow.status}; only Active "
+                    f"workflows start executions{hint}"
+                )
+            definition = await workflows.get_definition(
+                conn, request.tenant, request.workflow_id, request.version
+            )
+            if request.trigger_type == "manual":
+                payload = _manual_defaults(definition.definition) | payload
+            headers = {
+                k.lower(): v for k, v in request.headers.items() if k.lower() not in SECRET_HEADERS
+            }
+            new = NewExecution(
+                tenant=request.tenant,
+                workflow_id=request.workflow_id,
+                workflow_version=definition.version,
+                request_id=request.request_id or f"{request.trigger_type}:{uuid.uuid4()}",
+                correlation_id=request.correlation_id or uuid.uuid4().hex,
+                trigger_type=request.trigger_type,
+                trigger_payload=payload,
+                event={
+                    "type": request.trigger_type,
+                    "triggerId": request.trigger_id,
+                    "firedAt": datetime.now(UTC).isoformat(),
+                    "headers": headers,
+                    "query": dict(request.query),
+                },
+                principal=request.principal,
+                trigger_id=request.trigger_id,
+                parent_execution_id=request.parent_execution_id,
+                parent_node_id=request.parent_node_id,
+                depth=request.depth,
+            )
+            row, created = await executions.create(conn, new)
+            if created and row.parent_execution_id is not None:
+                await executions.link_child(conn, row)
+            if created:
+                batch = executions.Batch(row.tenant, row.execution_id)
+                batch.event("ExecutionCreated", requestId=row.request_id)
+                await executions.commit(conn, batch)
+        return row, created
+
+    async def run(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
+        """Conduct a Pending execution to its end and return its final row."""
+        async with self.db.connection() as conn:
+            row = await executions.get(conn, tenant, execution_id)
+            if row is None:
+                raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
+            definition = await workflows.get_definition(
+                conn, tenant, row.workflow_id, row.workflow_version
+            )
+            await conn.commit()
+            if row.status != "Pending":
+                return row
+            if row.cancel_requested_at is not None:
+                batch = executions.Batch(row.tenant, row.execution_id)
+                error = {"type": "Cancelled", "message": "cancelled before it started"}
+                batch.finish_execution("Cancelled", error=error | {"nodeId": None})
+                await executions.commit(conn, batch)
+                return await self._final(conn, tenant, execution_id)
+            plan = compiler.get_plan(definition.definition)
+            cancel = self._cancels.setdefault(execution_id, asyncio.Event())
+            try:
+                await ExecutionRun(
+                    conn,
+                    row,
+                    plan,
+                    self.settings,
+                    cancel_event=cancel,
+                    observer=self.observer if row.parent_execution_id is None else None,
+                    children=self,
+                ).conduct()
+            finally:
+                self._cancels.pop(execution_id, None)
+            return await self._final(conn, tenant, execution_id)
+
+    @staticmethod
+    async def _final(conn: Any, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
+        final = await executions.get(conn, tenant, execution_id)
+        await conn.commit()
+        assert final is not None
+        return final
+
+    async def execute(self, request: StartRequest) -> ExecutionRow:
+        """Start and run to the end; a repeated request id returns the existing execution."""
+        row, created = await self.start(request)
+        if not created:
+            return row
+        return await self.run(row.tenant, row.execution_id)
+
+    async def start_child(
+        self, parent: ExecutionRow, node: Node, parameters: Mapping[str, Any]
+    ) -> ExecutionRow:
+        """Start a subworkflow node's child execution (the same one again on a re-attempt)."""
+        assert node.workflow_id is not None
+        row, _ = await self.start(
+            StartRequest(
+                workflow_id=node.workflow_id,
+                version=node.version,
+                trigger=parameters,
+                trigger_type="subworkflow",
+                trigger_id=node.id,
+                request_id=f"subworkflow:{parent.execution_id}:{node.id}",
+                principal=parent.principal,
+                tenant=parent.tenant,
+                correlation_id=parent.correlation_id,
+                parent_execution_id=parent.execution_id,
+                parent_node_id=node.id,
+                depth=parent.depth + 1,
+            )
+        )
+        return row
+
+    def request_cancel(self, execution_id: uuid.UUID) -> None:
+        """Wake an execution running in this process so it ends Cancelled."""
+        event = self._cancels.get(execution_id)
+        if event is not None:
+            event.set()
+
+    async def cancel(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
+        """Ask an execution to end Cancelled; NotFound, or Conflict when it already ended."""
+        async with self.db.transaction() as conn:
+            requested = await executions.request_cancel(conn, tenant, execution_id)
+            row = await executions.get(conn, tenant, execution_id)
+        if row is None:
+            raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
+        if not requested:
+            raise Conflict(f"execution {execution_id} already ended {row.status}")
+        self.request_cancel(execution_id)
+        return row
+
+
+def _manual_defaults(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload of the workflow's first manual trigger: defaults a start by hand overrides."""
+    for trigger in compiler.get_plan(definition).workflow.triggers:
+        if trigger.type == "manual":
+            return thaw(trigger.payload)
+    return {}

@@ -1,0 +1,87 @@
+"""A request to start an execution, checked at the door: payload shape, size and depth."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from runner.errors import InvalidRequest
+from runner.settings import DEFAULT_MAX_TRIGGER_BYTES, DEFAULT_MAX_TRIGGER_DEPTH
+
+TriggerType = Literal["manual", "api", "schedule", "webhook", "subworkflow"]
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """Who wants which workflow started, with what payload, under which request id."""
+
+    workflow_id: str
+    trigger: Mapping[str, Any] = field(default_factory=dict)
+    trigger_type: TriggerType = "api"
+    trigger_id: str | None = None
+    request_id: str | None = None
+    principal: str | None = None
+    tenant: str = "default"
+    version: int | None = None
+    allow_draft: bool = False
+    #: `dwf run FILE`: its author testing it, so the workflow's status does not matter.
+    any_status: bool = False
+    correlation_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    parent_execution_id: uuid.UUID | None = None
+    parent_node_id: str | None = None
+    depth: int = 0
+
+
+def check_trigger(
+    payload: Any,
+    *,
+    max_bytes: int = DEFAULT_MAX_TRIGGER_BYTES,
+    max_depth: int = DEFAULT_MAX_TRIGGER_DEPTH,
+) -> dict[str, Any]:
+    """The payload when it is a JSON object within the limits; InvalidRequest saying why not."""
+    if not isinstance(payload, Mapping):
+        kind = "null" if payload is None else type(payload).__name__
+        raise InvalidRequest(f"the trigger payload must be a JSON object, not {kind}")
+    # Depth first: it is counted iteratively, while json.dumps would recurse on deep data.
+    depth = _depth(payload, max_depth + 1)
+    if depth > max_depth:
+        raise InvalidRequest(
+            f"the trigger payload nests deeper than {max_depth} levels; flatten it"
+        )
+    try:
+        size = len(json.dumps(payload, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"the trigger payload is not JSON data: {exc}") from exc
+    if size > max_bytes:
+        raise InvalidRequest(
+            f"the trigger payload is {size:,} bytes; the limit is {max_bytes:,} bytes"
+        )
+    return dict(payload)
+
+
+def parse_trigger(text: str, **limits: int) -> dict[str, Any]:
+    """A payload from JSON text (a command-line `--trigger`); InvalidRequest when it is not."""
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"the trigger payload is not valid JSON: {exc}") from exc
+    return check_trigger(payload, **limits)
+
+
+def _depth(value: Any, stop: int) -> int:
+    """Nesting depth of JSON data, counted iteratively and no further than `stop`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            deepest = max(deepest, level)
+            if deepest >= stop:
+                return deepest
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -1,0 +1,37 @@
+"""structlog set-up: JSON lines when not on a terminal, readable lines on one; to stderr.
+
+Lines about an execution carry executionId, workflowId, version and correlationId (bound once
+per run), and nodeId and attempt when they are about a node.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure(log_format: str = "auto", level: str = "info") -> None:
+    """Configure structlog once for the process; `log_format` is auto, json or console."""
+    if log_format == "auto":
+        log_format = "console" if sys.stderr.isatty() else "json"
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,70 @@
+"""Settings: one frozen object built at the edge from `DWF_*` variables (and flags), passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import UsageError
+
+DEFAULT_HOME = "~/.local/share/dwf"
+DEFAULT_TENANT = "default"
+DEFAULT_MAX_PARALLEL_ACTIONS = 10
+DEFAULT_ACTION_TIMEOUT_SECONDS = 300.0
+DEFAULT_CONDITION_TIME_LIMIT_SECONDS = 0.05
+DEFAULT_CONDITION_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_RENDERED_BYTES = 1024 * 1024
+DEFAULT_MAX_TRIGGER_BYTES = 1024 * 1024
+DEFAULT_MAX_TRIGGER_DEPTH = 64
+DEFAULT_POOL_MAX_SIZE = 10
+DEFAULT_PORT = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, with defaults; build it with `Settings.from_env`."""
+
+    database_url: str | None = None
+    home: Path = dataclasses.field(default_factory=lambda: Path(DEFAULT_HOME).expanduser())
+    tenant: str = DEFAULT_TENANT
+    max_parallel_actions: int = DEFAULT_MAX_PARALLEL_ACTIONS
+    action_timeout: float = DEFAULT_ACTION_TIMEOUT_SECONDS
+    condition_time_limit: float = DEFAULT_CONDITION_TIME_LIMIT_SECONDS
+    condition_memory_limit: int = DEFAULT_CONDITION_MEMORY_LIMIT_BYTES
+    max_rendered_bytes: int = DEFAULT_MAX_RENDERED_BYTES
+    max_trigger_bytes: int = DEFAULT_MAX_TRIGGER_BYTES
+    max_trigger_depth: int = DEFAULT_MAX_TRIGGER_DEPTH
+    pool_max_size: int = DEFAULT_POOL_MAX_SIZE
+    port: int = DEFAULT_PORT
+    log_format: str = "auto"  # auto (console on a terminal, JSON otherwise) | json | console
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from `DWF_*` variables, then explicit overrides (e.g. command-line flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if env.get("DWF_DATABASE_URL"):
+            values["database_url"] = env["DWF_DATABASE_URL"]
+        if env.get("DWF_HOME"):
+            values["home"] = Path(env["DWF_HOME"]).expanduser()
+        if env.get("DWF_TENANT"):
+            values["tenant"] = env["DWF_TENANT"]
+        numbers = {
+            "DWF_MAX_PARALLEL_ACTIONS": ("max_parallel_actions", int),
+            "DWF_ACTION_TIMEOUT_SECONDS": ("action_timeout", float),
+            "DWF_POOL_MAX_SIZE": ("pool_max_size", int),
+            "DWF_PORT": ("port", int),
+        }
+        for name, (field, kind) in numbers.items():
+            if env.get(name):
+                try:
+                    values[field] = kind(env[name])
+                except ValueError as exc:
+                    raise UsageError(f"{name}={env[name]!r} is not a {kind.__name__}") from exc
+        if env.get("DWF_LOG_FORMAT"):
+            values["log_format"] = env["DWF_LOG_FORMAT"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return dataclasses.replace(cls(), **values)

@@ -1,0 +1,450 @@
+"""Executions, their action attempts, events and resource links.
+
+The conductor gathers the writes of one transition (a node finished, its successors started,
+the events saying so) into a `Batch`, and `commit` sends them in one pipelined transaction: one
+round trip and one commit per transition, which is what keeps engine overhead per node low.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+ExecutionStatus = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    """A row of `workflow_executions`."""
+
+    execution_id: uuid.UUID
+    tenant: str
+    workflow_id: str
+    workflow_version: int
+    status: ExecutionStatus
+    request_id: str
+    correlation_id: str
+    principal: str | None
+    trigger_type: str
+    trigger_id: str | None
+    trigger_payload: dict[str, Any]
+    event: dict[str, Any]
+    vars: dict[str, Any] | None
+    outputs: dict[str, Any] | None
+    error: dict[str, Any] | None
+    parent_execution_id: uuid.UUID | None
+    parent_node_id: str | None
+    depth: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ExecutionRow:
+        """Build from a dict row."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """A row of `action_executions`: one attempt of a node (attempt 0: Skipped, never run)."""
+
+    action_execution_id: int
+    execution_id: uuid.UUID
+    node_id: str
+    attempt: int
+    action_type: str | None
+    status: str
+    parameters_json: Any
+    outputs_json: Any
+    error_json: Any
+    reused: bool
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AttemptRow:
+        """Build from a dict row."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """A row of `execution_events`."""
+
+    event_id: int
+    execution_id: uuid.UUID
+    node_id: str | None
+    attempt: int | None
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EventRow:
+        """Build from a dict row."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    """What starting an execution needs to know."""
+
+    tenant: str
+    workflow_id: str
+    workflow_version: int
+    request_id: str
+    correlation_id: str
+    trigger_type: str
+    trigger_payload: Mapping[str, Any]
+    event: Mapping[str, Any]
+    principal: str | None = None
+    trigger_id: str | None = None
+    parent_execution_id: uuid.UUID | None = None
+    parent_node_id: str | None = None
+    depth: int = 0
+    execution_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+async def create(conn: AsyncConnection, new: NewExecution) -> tuple[ExecutionRow, bool]:
+    """Insert a Pending execution, or return the one with the same request id (created=False)."""
+    cur = await conn.execute(
+        """
+        INSERT INTO workflow_executions (execution_id, tenant, workflow_id, workflow_version,
+            request_id, correlation_id, principal, trigger_type, trigger_id, trigger_payload,
+            event, parent_execution_id, parent_node_id, depth)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        -- The unique (tenant, workflow_id, request_id) makes a repeated request a no-op here.
+        ON CONFLICT (tenant, workflow_id, request_id) DO NOTHING
+        RETURNING *
+        """,
+        (
+            new.execution_id,
+            new.tenant,
+            new.workflow_id,
+            new.workflow_version,
+            new.request_id,
+            new.correlation_id,
+            new.principal,
+            new.trigger_type,
+            new.trigger_id,
+            Jsonb(new.trigger_payload),
+            Jsonb(new.event),
+            new.parent_execution_id,
+            new.parent_node_id,
+            new.depth,
+        ),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return ExecutionRow.from_row(row), True
+    cur = await conn.execute(
+        "SELECT * FROM workflow_executions"
+        " WHERE tenant = %s AND workflow_id = %s AND request_id = %s",
+        (new.tenant, new.workflow_id, new.request_id),
+    )
+    existing = await cur.fetchone()
+    assert existing is not None
+    return ExecutionRow.from_row(existing), False
+
+
+async def link_child(conn: AsyncConnection, child: ExecutionRow) -> None:
+    """Record a subworkflow execution under its parent (idempotent)."""
+    await conn.execute(
+        """
+        INSERT INTO workflow_execution_hierarchy (tenant, parent_execution_id,
+            child_execution_id, parent_node_id, depth)
+        VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+        """,
+        (child.tenant, child.parent_execution_id, child.execution_id, child.parent_node_id,
+         child.depth),
+    )  # fmt: skip
+
+
+async def get(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> ExecutionRow | None:
+    """The execution, or None (also for another tenant's)."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_executions WHERE tenant = %s AND execution_id = %s",
+        (tenant, execution_id),
+    )
+    row = await cur.fetchone()
+    return None if row is None else ExecutionRow.from_row(row)
+
+
+async def attempts(conn: AsyncConnection, execution_id: uuid.UUID) -> list[AttemptRow]:
+    """Every attempt row of an execution, in the order they started."""
+    cur = await conn.execute(
+        "SELECT * FROM action_executions WHERE execution_id = %s ORDER BY action_execution_id",
+        (execution_id,),
+    )
+    return [AttemptRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def events(
+    conn: AsyncConnection, execution_id: uuid.UUID, after: int = 0, limit: int = 1000
+) -> list[EventRow]:
+    """An execution's events after event id `after`, oldest first."""
+    cur = await conn.execute(
+        "SELECT * FROM execution_events WHERE execution_id = %s AND event_id > %s"
+        " ORDER BY event_id LIMIT %s",
+        (execution_id, after, limit),
+    )
+    return [EventRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def list_page(
+    conn: AsyncConnection,
+    tenant: str,
+    *,
+    workflow_id: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[ExecutionRow], str | None]:
+    """A page of executions, newest first, and the cursor of the next page (None at the end)."""
+    after_created, after_id = _decode_cursor(cursor) if cursor else (None, None)
+    cur = await conn.execute(
+        """
+        SELECT * FROM workflow_executions
+        WHERE tenant = %(tenant)s
+          AND (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s)
+          AND (%(status)s::text IS NULL OR status = %(status)s)
+          -- Keyset pagination: stable under inserts, unlike OFFSET.
+          AND (%(created)s::timestamptz IS NULL
+               OR (created_at, execution_id) < (%(created)s, %(id)s::uuid))
+        ORDER BY created_at DESC, execution_id DESC
+        LIMIT %(limit)s
+        """,
+        {
+            "tenant": tenant,
+            "workflow_id": workflow_id,
+            "status": status,
+            "created": after_created,
+            "id": after_id,
+            "limit": limit + 1,
+        },
+    )
+    rows = [ExecutionRow.from_row(r) for r in await cur.fetchall()]
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], _encode_cursor(last.created_at, last.execution_id)
+
+
+def _encode_cursor(created_at: datetime, execution_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(execution_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor names; ValueError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, execution_id = json.loads(raw)
+        return datetime.fromisoformat(created), uuid.UUID(execution_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cursor {cursor!r} is not valid; use the `nextCursor` of a page") from exc
+
+
+async def request_cancel(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> bool:
+    """Mark a Pending or Running execution for cancellation; False when it already ended."""
+    cur = await conn.execute(
+        """
+        UPDATE workflow_executions SET cancel_requested_at = COALESCE(cancel_requested_at, now())
+        WHERE tenant = %s AND execution_id = %s AND status IN ('Pending', 'Running')
+        RETURNING execution_id
+        """,
+        (tenant, execution_id),
+    )
+    return await cur.fetchone() is not None
+
+
+async def reusable_outputs(
+    conn: AsyncConnection, tenant: str, workflow_id: str, node_id: str, key: str
+) -> dict[str, Any] | None:
+    """The outputs recorded with the newest resource link for this idempotency key, or None."""
+    cur = await conn.execute(
+        """
+        SELECT outputs FROM workflow_resource_links
+        WHERE tenant = %s AND workflow_id = %s AND node_id = %s AND idempotency_key = %s
+        ORDER BY link_id DESC LIMIT 1
+        """,
+        (tenant, workflow_id, node_id, key),
+    )
+    row = await cur.fetchone()
+    return None if row is None else (row["outputs"] or {})
+
+
+@dataclass(slots=True)
+class Batch:
+    """The writes of one transition of one execution, committed together by `commit`."""
+
+    tenant: str
+    execution_id: uuid.UUID
+    statements: list[tuple[str, Sequence[Any]]] = field(default_factory=list)
+
+    def start_attempt(
+        self, node_id: str, attempt: int, action_type: str | None, parameters: Any
+    ) -> None:
+        """A node's attempt begins (row Running)."""
+        self.statements.append(
+            (
+                "INSERT INTO action_executions (tenant, execution_id, node_id, attempt,"
+                " action_type, status, parameters_json, started_at)"
+                " VALUES (%s, %s, %s, %s, %s, 'Running', %s, clock_timestamp())",
+                (self.tenant, self.execution_id, node_id, attempt, action_type, _json(parameters)),
+            )
+        )
+        self.event("NodeStarted", node_id, attempt)
+
+    def finish_attempt(
+        self, node_id: str, attempt: int, status: str, outputs: Any = None, error: Any = None
+    ) -> None:
+        """A running attempt ended; fenced so only a Running row changes."""
+        self.statements.append(
+            (
+                "UPDATE action_executions SET status = %s, outputs_json = %s, error_json = %s,"
+                " finished_at = clock_timestamp()"
+                " WHERE execution_id = %s AND node_id = %s AND attempt = %s AND status = 'Running'",
+                (status, _json(outputs), _json(error), self.execution_id, node_id, attempt),
+            )
+        )
+
+    def record_attempt(
+        self,
+        node_id: str,
+        attempt: int,
+        action_type: str | None,
+        status: str,
+        *,
+        parameters: Any = None,
+        outputs: Any = None,
+        error: Any = None,
+        reused: bool = False,
+    ) -> None:
+        """An attempt that starts and ends at once: Skipped (attempt 0), reused or refused."""
+        self.statements.append(
+            (
+                "INSERT INTO action_executions (tenant, execution_id, node_id, attempt,"
+                " action_type, status, parameters_json, outputs_json, error_json, reused,"
+                " started_at, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " clock_timestamp(), clock_timestamp())",
+                (
+                    self.tenant,
+                    self.execution_id,
+                    node_id,
+                    attempt,
+                    action_type,
+                    status,
+                    _json(parameters),
+                    _json(outputs),
+                    _json(error),
+                    reused,
+                ),
+            )
+        )
+
+    def event(
+        self, kind: str, node_id: str | None = None, attempt: int | None = None, **data: Any
+    ) -> None:
+        """An entry of the execution's event log."""
+        self.statements.append(
+            (
+                "INSERT INTO execution_events (tenant, execution_id, node_id, attempt, kind, data)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (self.tenant, self.execution_id, node_id, attempt, kind, Jsonb(data)),
+            )
+        )
+
+    def link(
+        self,
+        *,
+        workflow_id: str,
+        node_id: str,
+        attempt: int,
+        idempotency_key: str | None,
+        system: str,
+        resource_type: str,
+        external_id: str,
+        url: str | None,
+        outputs: Any,
+    ) -> None:
+        """A resource an action created (and the outputs to reuse for its idempotency key)."""
+        self.statements.append(
+            (
+                """
+                INSERT INTO workflow_resource_links (tenant, workflow_id, node_id,
+                    idempotency_key, execution_id, action_execution_id, system, resource_type,
+                    external_id, url, outputs)
+                SELECT %s, %s, %s, %s, %s, action_execution_id, %s, %s, %s, %s, %s
+                FROM action_executions WHERE execution_id = %s AND node_id = %s AND attempt = %s
+                """,
+                (
+                    self.tenant,
+                    workflow_id,
+                    node_id,
+                    idempotency_key,
+                    self.execution_id,
+                    system,
+                    resource_type,
+                    external_id,
+                    url,
+                    _json(outputs),
+                    self.execution_id,
+                    node_id,
+                    attempt,
+                ),
+            )
+        )
+
+    def start_execution(self, variables: Any) -> None:
+        """Pending -> Running, with the rendered vars."""
+        self.statements.append(
+            (
+                "UPDATE workflow_executions SET status = 'Running', vars = %s,"
+                " started_at = clock_timestamp() WHERE execution_id = %s AND status = 'Pending'",
+                (_json(variables), self.execution_id),
+            )
+        )
+        self.event("ExecutionStarted")
+
+    def finish_execution(self, status: str, outputs: Any = None, error: Any = None) -> None:
+        """The execution ends; fenced so a finished execution never changes again."""
+        self.statements.append(
+            (
+                "UPDATE workflow_executions SET status = %s, outputs = %s, error = %s,"
+                " finished_at = clock_timestamp()"
+                " WHERE execution_id = %s AND status IN ('Pending', 'Running')",
+                (status, _json(outputs), _json(error), self.execution_id),
+            )
+        )
+        self.event(f"Execution{status}", error=error)
+
+    def __bool__(self) -> bool:
+        return bool(self.statements)
+
+
+async def commit(conn: AsyncConnection, batch: Batch) -> None:
+    """Apply a batch in one transaction, pipelined: one round trip, one commit."""
+    if not batch.statements:
+        return
+    async with conn.transaction(), conn.pipeline():
+        cur = conn.cursor()
+        for sql, params in batch.statements:
+            await cur.execute(sql, params)
+    batch.statements.clear()
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
