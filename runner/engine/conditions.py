@@ -39,14 +39,14 @@ def evaluate(
     raise ConditionError(f"condition on {where} {outcome}")
 
 
-def _run(source: str, scope: Mapping[str, Any], time_limit: float, memory_limit: int) -> Any:
+def _run(source: str, scope: Mapping[str, Any], time_limit: float, memory_limit: int) -> bool | str:
     """The condition's boolean, or why there is none (a str that follows "condition on X ")."""
     try:
         arguments = [
             json.dumps(scope.get(name), default=_jsonable, allow_nan=False)
             for name in conditions.CONDITION_SCOPE
         ]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         return f"cannot be given its scope: {exc}"
     context = quickjs.Context()
     context.set_time_limit(time_limit)
@@ -59,8 +59,8 @@ def _run(source: str, scope: Mapping[str, Any], time_limit: float, memory_limit:
         result = function(*(context.parse_json(text) for text in arguments))
     except quickjs.JSException as exc:
         return _failure(str(exc), time_limit, memory_limit)
-    except TypeError as exc:  # a value the binding cannot convert, such as a BigInt
-        return f"must return true or false; it returned a value of another type ({exc})"
+    except TypeError:  # a value the binding cannot convert to Python
+        return "must return true or false; it returned a BigInt or another non-JSON value"
     if isinstance(result, bool):
         return result
     return f"must return true or false; it returned {_describe(result)}"
@@ -71,10 +71,17 @@ def _failure(message: str, time_limit: float, memory_limit: int) -> str:
     if first == "InternalError: interrupted":
         return f"took longer than {time_limit * 1000:g} ms and was stopped"
     if first == "InternalError: out of memory":
-        return f"ran out of memory (limit {memory_limit // (1024 * 1024)} MiB) and was stopped"
+        return f"ran out of memory (limit {_bytes_text(memory_limit)}) and was stopped"
     if "stack size exceeded" in first or "stack overflow" in first:
         return f"recursed too deeply and was stopped ({first})"
     return f"threw {first}"
+
+
+def _bytes_text(size: int) -> str:
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"
 
 
 def _describe(value: Any) -> str:

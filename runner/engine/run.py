@@ -134,9 +134,7 @@ class ExecutionRun:
         scope = {"trigger": self.row.trigger_payload, "event": self.row.event}
         scope["execution"] = self.execution_scope
         try:
-            self.vars = templates.render_value(
-                self.workflow.vars, scope, where="workflow vars", path="vars"
-            )
+            self.vars = self.render(self.workflow.vars, scope, "workflow vars", "vars")
         except TemplateRenderError as exc:
             self.error = {"type": "TemplateError", "message": str(exc), "nodeId": None}
             self.outcome = "Failed"
@@ -263,13 +261,11 @@ class ExecutionRun:
         self.attempt_of[node_id] = 1
         scope = self.scope()
         try:
-            params = templates.render_value(
-                node.parameters, scope, where=f"node `{node_id}`", path="parameters"
-            )
+            params = self.render(node.parameters, scope, f"node `{node_id}`", "parameters")
             key = None
             if node.idempotency_key is not None:
-                key = templates.render_value(
-                    node.idempotency_key, scope, where=f"node `{node_id}`", path="idempotencyKey"
+                key = self.render(
+                    node.idempotency_key, scope, f"node `{node_id}`", "idempotencyKey"
                 )
         except TemplateRenderError as exc:
             error = error_dict(node_id, "TemplateError", str(exc))
@@ -378,8 +374,12 @@ class ExecutionRun:
 
     def render_parameters(self, node_id: str) -> Any:
         node = self.workflow.node(node_id)
+        return self.render(node.parameters, self.scope(), f"node `{node_id}`", "parameters")
+
+    def render(self, value: Any, scope: Mapping[str, Any], where: str, path: str) -> Any:
+        """Render templates in `value` under the server's size cap."""
         return templates.render_value(
-            node.parameters, self.scope(), where=f"node `{node_id}`", path="parameters"
+            value, scope, where=where, path=path, max_bytes=self.settings.max_rendered_bytes
         )
 
     def holds(self, entry: Mapping[str, Any], route: Route) -> bool:
@@ -452,8 +452,8 @@ class ExecutionRun:
         outputs = None
         if status == "Succeeded" and self.workflow.outputs:
             try:
-                outputs = templates.render_value(
-                    self.workflow.outputs, self.scope(), where="workflow outputs", path="outputs"
+                outputs = self.render(
+                    self.workflow.outputs, self.scope(), "workflow outputs", "outputs"
                 )
             except TemplateRenderError as exc:
                 status = "Failed"

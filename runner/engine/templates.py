@@ -22,8 +22,8 @@ from runner.errors import TemplateRenderError
 from runner.spec import expressions, sandbox
 from runner.spec.diagnostics import DocPath, format_path
 
-#: A render may take this long before it is stopped (checked at every loop step and call).
-DEFAULT_RENDER_TIME_LIMIT_SECONDS = 1.0
+#: A render may take this long before it is stopped (counted at every loop step and call).
+DEFAULT_RENDER_TIME_LIMIT_SECONDS = 0.5
 
 _TEMPLATE_CACHE_SIZE = 4096
 # Native values nested deeper than this are refused rather than risking Python's recursion limit.

@@ -13,14 +13,18 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+# One source for the limits, shared with the engine's evaluation.
+from runner.settings import (
+    DEFAULT_CONDITION_MEMORY_LIMIT_BYTES,
+    DEFAULT_CONDITION_TIME_LIMIT_SECONDS,
+)
+
 if TYPE_CHECKING:
     import quickjs
 
 #: The parameters of a compiled condition, in call order.
 CONDITION_SCOPE = ("trigger", "event", "vars", "nodes", "execution", "result")
 
-DEFAULT_CONDITION_TIME_LIMIT_SECONDS = 0.05
-DEFAULT_CONDITION_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
 
 _CONDITION_CACHE_SIZE = 4096
 _JS_OBJECT_ATTRIBUTES = frozenset(dir(object)) | {

@@ -38,8 +38,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, generate_lorem_ipsum
 
 from runner.errors import TemplateRenderError
+from runner.settings import DEFAULT_MAX_RENDERED_BYTES
 
-DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_MAX_BYTES = DEFAULT_MAX_RENDERED_BYTES
 # About 4,300 digits: the longest integer Python will still convert to text.
 MAX_INTEGER_BITS = 14_000
 # Item counts a filter may be asked to produce from nothing (Jinja's own MAX_RANGE).

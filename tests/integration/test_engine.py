@@ -482,3 +482,16 @@ async def test_every_transition_is_an_event(db, settings):
         ("NodeSucceeded", "b"),
         ("ExecutionSucceeded", None),
     ]
+
+
+async def test_log_lines_about_a_node_carry_the_execution_identity(db, settings):
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        doc = await run(db, settings, workflow(echo("a")))
+    node_lines = [entry for entry in logs if entry.get("nodeId") == "a"]
+    assert node_lines, logs
+    for entry in node_lines:
+        assert entry["executionId"] == doc["executionId"]
+        assert entry["workflowId"] == "w" and entry["version"] == 1
+        assert entry["correlationId"] == doc["correlationId"] and entry["attempt"] == 1

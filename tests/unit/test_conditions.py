@@ -55,7 +55,7 @@ def failure(source: str, data: Any = None, **limits: Any) -> str:
         ("trigger.kind === 'client'", True),
         ("event.type === 'webhook' && execution.workflowId === 'wf'", True),
         ("vars.limits.max[2].deep === true", True),
-        ("trigger.name === 'Zoë — 計画 🚀' && [...trigger.name].length === 11", True),
+        ("trigger.name === 'Zoë — 計画 🚀' && [...trigger.name].length === 10", True),
         ("result.outputs.items.length === 0", True),
         ("nodes.missing === undefined", True),
     ],
@@ -89,7 +89,7 @@ def test_the_scope_is_not_changed() -> None:
         ("[true]", "an array"),
         ("({ok: true})", "an object"),
         ("() => true", "a function"),
-        ("10n", "another type"),
+        ("10n", "a BigInt or another non-JSON value"),
     ],
 )
 def test_anything_but_a_boolean_is_an_error(source: str, described: str) -> None:
@@ -139,14 +139,15 @@ def test_a_catastrophic_regex_is_interrupted() -> None:
 def test_a_memory_bomb_is_refused(source: str) -> None:
     started = time.perf_counter()
     message = failure(source)
-    assert "ran out of memory (limit 32 MiB)" in message or "took longer than" in message
+    refusals = ("ran out of memory (limit 32 MiB)", "string too long", "took longer than")
+    assert any(refusal in message for refusal in refusals), message
     assert time.perf_counter() - started < 2
 
 
 def test_the_memory_limit_is_configurable() -> None:
     assert evaluate("'a'.repeat(2 ** 20).length > 0")
     message = failure("'a'.repeat(2 ** 20).length > 0", memory_limit=512 * 1024)
-    assert "ran out of memory (limit 0 MiB)" in message or "out of memory" in message
+    assert "ran out of memory (limit 512 KiB)" in message
 
 
 def test_deep_recursion_is_refused() -> None:
@@ -165,9 +166,9 @@ def test_deep_recursion_is_refused() -> None:
 )
 def test_breakout_attempts_are_errors_and_never_run(source: str) -> None:
     started = time.perf_counter()
-    assert "does not compile" in failure(source)
-    # A run would have looped until the time limit; compiling alone is far quicker.
-    assert time.perf_counter() - started < 0.04
+    assert "does not compile" in failure(source, time_limit=5.0)
+    # Had any of it run, it would have looped until the 5 s time limit.
+    assert time.perf_counter() - started < 1
 
 
 def test_each_evaluation_gets_a_fresh_context() -> None:
@@ -178,7 +179,9 @@ def test_each_evaluation_gets_a_fresh_context() -> None:
 def test_a_large_scope_goes_in_as_data() -> None:
     data = scope()
     data["trigger"]["rows"] = [{"id": i, "text": "</script>'\"\\`${x}"} for i in range(5000)]
-    assert evaluate("trigger.rows.length === 5000 && trigger.rows[4999].text.includes('${x}')", data)
+    assert evaluate(
+        "trigger.rows.length === 5000 && trigger.rows[4999].text.includes('${x}')", data
+    )
 
 
 def test_a_scope_that_is_not_json_is_an_error() -> None:

@@ -1,0 +1,169 @@
+"""`/api/v1` executions: start one, read one, list them, cancel one."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+
+from runner.api import models, problems
+from runner.api.state import ConductorDep, DatabaseDep, LaunchDep, TenantDep
+from runner.engine import summary
+from runner.engine.requests import StartRequest
+from runner.errors import InvalidRequest, NotFound
+from runner.store import executions
+
+MAX_LIMIT, DEFAULT_LIMIT = 500, 50
+
+router = APIRouter(tags=["executions"])
+
+ExecutionId = Annotated[
+    uuid.UUID,
+    Path(alias="executionId", description="The execution's id (a UUID; anything else is 422)."),
+]
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: these statuses answer with a problem document."""
+    return {status: {"model": problems.Problem} for status in statuses}
+
+
+def status_url(request: Request, execution_id: uuid.UUID) -> str:
+    """The path of an execution's document (relative to the server, behind any root path)."""
+    path = request.app.url_path_for("get_execution", executionId=str(execution_id))
+    return f"{request.scope.get('root_path', '')}{path}"
+
+
+@router.post(
+    "/workflows/{workflowId}/execute",
+    status_code=202,
+    summary="Start an execution",
+    response_model=models.Accepted,
+    responses={
+        200: {"model": models.Accepted, "description": "A repeated requestId: the execution "
+              "that id started earlier (nothing new starts)."},
+        **_problems(400, 404, 409, 413, 422),
+    },
+)  # fmt: skip
+async def execute(
+    request: Request,
+    response: Response,
+    conductor: ConductorDep,
+    launch: LaunchDep,
+    tenant: TenantDep,
+    workflow_id: Annotated[str, Path(alias="workflowId", description="The workflow to run.")],
+    body: Annotated[models.ExecuteBody | None, Body(description="Optional: `{}` if absent.")] = None,
+    allow_draft: Annotated[
+        bool, Query(alias="allowDraft", description="Also start a Draft workflow.")
+    ] = False,
+    header_request_id: Annotated[
+        str | None,
+        Header(alias="X-Request-Id", max_length=models.MAX_ID_LENGTH,
+               description="Idempotency key when the body has no `requestId`."),
+    ] = None,
+    correlation_id: Annotated[
+        str | None,
+        Header(alias="X-Correlation-Id", max_length=models.MAX_ID_LENGTH,
+               description="Correlation id passed on to outbound calls (else a new one)."),
+    ] = None,
+) -> models.Accepted:  # fmt: skip
+    """Start the workflow's current version. 202 with where to follow it; 404 unknown workflow;
+    409 when it is not Active (a Draft starts with `allowDraft=true`)."""
+    body = body or models.ExecuteBody()
+    request_id = body.request_id or header_request_id or None
+    try:
+        row, created = await conductor.start(
+            StartRequest(
+                workflow_id=workflow_id,
+                trigger=body.trigger,
+                trigger_type="api",
+                request_id=request_id,
+                principal=body.principal,
+                tenant=tenant,
+                allow_draft=allow_draft,
+                correlation_id=correlation_id or None,
+                headers=dict(request.headers),
+                query=dict(request.query_params),
+            )
+        )
+    except InvalidRequest as exc:
+        # The conductor refuses only the payload (its shape, size or depth).
+        raise problems.FieldError("body.trigger", str(exc)) from exc
+    if created:
+        launch(row)
+    else:
+        response.status_code = 200
+    url = status_url(request, row.execution_id)
+    response.headers["Location"] = url
+    response.headers["X-Correlation-Id"] = row.correlation_id
+    return models.Accepted(execution_id=str(row.execution_id), status=row.status, status_url=url)
+
+
+@router.get(
+    "/executions/{executionId}",
+    name="get_execution",
+    summary="An execution, its nodes and attempts",
+    response_model=models.Execution,
+    responses=_problems(404, 422),
+)
+async def get_execution(
+    db: DatabaseDep, tenant: TenantDep, execution_id: ExecutionId
+) -> dict[str, Any]:
+    """The execution document (as `dwf run --output json`) plus every attempt of every node."""
+    async with db.connection() as conn:
+        row = await executions.get(conn, tenant, execution_id)
+        if row is None:
+            raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
+        attempts = await executions.attempts(conn, execution_id)
+    document = summary.execution_document(row, attempts)
+    return document | {"attempts": [summary.attempt_document(a) for a in attempts]}
+
+
+@router.get(
+    "/executions",
+    summary="List executions",
+    response_model=models.ExecutionPage,
+    responses=_problems(400, 422),
+)
+async def list_executions(
+    db: DatabaseDep,
+    tenant: TenantDep,
+    workflow_id: Annotated[
+        str | None, Query(alias="workflowId", description="Only this workflow's executions.")
+    ] = None,
+    status: Annotated[
+        models.ExecutionStatus | None, Query(description="Only executions in this status.")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="The most items on this page.")
+    ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=1000, description="The `nextCursor` of the previous page."),
+    ] = None,
+) -> dict[str, Any]:
+    """Executions, newest first, a page at a time (keyset pagination: stable under inserts)."""
+    async with db.connection() as conn:
+        try:
+            rows, next_cursor = await executions.list_page(
+                conn, tenant, workflow_id=workflow_id, status=status, limit=limit, cursor=cursor
+            )
+        except ValueError as exc:  # the only ValueError it raises: a cursor not of ours
+            raise problems.FieldError("query.cursor", str(exc)) from exc
+    return {"items": [models.summary(r) for r in rows], "nextCursor": next_cursor}
+
+
+@router.post(
+    "/executions/{executionId}/cancel",
+    status_code=202,
+    summary="Cancel an execution",
+    response_model=models.CancelAccepted,
+    responses=_problems(404, 409, 422),
+)
+async def cancel_execution(
+    conductor: ConductorDep, tenant: TenantDep, execution_id: ExecutionId
+) -> models.CancelAccepted:
+    """Ask a Pending or Running execution to end Cancelled (202); 409 when it already ended."""
+    row = await conductor.cancel(tenant, execution_id)
+    return models.CancelAccepted(execution_id=str(row.execution_id), status="Cancelling")

@@ -1,0 +1,182 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`): the one error shape of the API.
+
+    {"type": "urn:dataworkflows:problem:not-found", "title": "Not Found", "status": 404,
+     "detail": "execution … does not exist in tenant 'default'", "instance": "/api/v1/…",
+     "errors": [{"field": "body.trigger", "message": "…"}]}   # errors: validation only
+
+Runner errors map by class (NotFound 404, Conflict 409, InvalidRequest 400, StoreError 503);
+anything unexpected becomes a 500 whose body says nothing about the cause, which is logged.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runner.errors import Conflict, DwfError, InvalidRequest, NotFound, StoreError
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:dataworkflows:problem:"
+
+log = structlog.get_logger("runner.api")
+
+
+class FieldProblem(BaseModel):
+    """One invalid part of a request."""
+
+    field: str = Field(description="Where: `body.trigger`, `query.cursor`, `path.executionId`.")
+    message: str = Field(description="What is wrong with it, and what would be valid.")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every error response of this API has this shape."""
+
+    type: str = Field(
+        description="A URI naming the kind of problem (`urn:dataworkflows:problem:…`), or "
+        "`about:blank` for a plain HTTP error."
+    )
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong in this occurrence, for a person to read.")
+    instance: str = Field(description="The path of the request that failed.")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="For validation errors: each invalid field and why."
+    )
+
+
+class FieldError(InvalidRequest):
+    """An InvalidRequest about one named field of the request (400, with `errors`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    title: str | None = None,
+    errors: Sequence[FieldProblem] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A problem+json response; `kind` is the slug of its type (none: `about:blank`)."""
+    document: dict[str, Any] = {
+        "type": f"{TYPE_PREFIX}{kind}" if kind else "about:blank",
+        "title": title or http.HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors:
+        document["errors"] = [e.model_dump() for e in errors]
+    return JSONResponse(document, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def install(app: FastAPI) -> None:
+    """Install the handlers that turn every error into problem+json."""
+    app.add_exception_handler(DwfError, _runner_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(UnexpectedErrors)
+
+
+async def _runner_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, FieldError):
+        errors = [FieldProblem(field=exc.field, message=str(exc))]
+        return response(request, 400, str(exc), kind="invalid-request", errors=errors)
+    if isinstance(exc, InvalidRequest):
+        return response(request, 400, str(exc), kind="invalid-request")
+    if isinstance(exc, NotFound):
+        return response(request, 404, str(exc), kind="not-found")
+    if isinstance(exc, Conflict):
+        return response(request, 409, str(exc), kind="conflict")
+    if isinstance(exc, StoreError):
+        # The message names the database host; the log keeps it, the client needs only the gist.
+        log.warning("database unavailable", path=request.url.path, error=str(exc))
+        detail = "the database is unavailable; try again shortly"
+        return response(request, 503, detail, kind="database-unavailable")
+    log.error("runner error", path=request.url.path, error=str(exc), exc_info=exc)
+    return _internal(request)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_field_problem(error) for error in exc.errors()]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "the request is invalid"
+    return response(request, 422, detail, kind="validation", errors=errors)
+
+
+def _field_problem(error: dict[str, Any]) -> FieldProblem:
+    location = [str(part) for part in error.get("loc", ())]
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "json_invalid":
+        # The location's last part is a character offset, not a field.
+        position = location[1] if len(location) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error", "")
+        return FieldProblem(field="body", message=f"not valid JSON: {reason} at {position}")
+    return FieldProblem(field=".".join(location) or "request", message=message)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 413:
+        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+        detail = "the request body is too large" + (
+            f"; the limit is {limit:,} bytes" if limit else ""
+        )
+    elif exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route matches {request.method} {request.url.path}"
+    return response(request, exc.status_code, detail, headers=exc.headers)
+
+
+def _internal(request: Request) -> JSONResponse:
+    detail = "an unexpected error occurred; it has been logged"
+    return response(request, 500, detail, kind="internal")
+
+
+class UnexpectedErrors:
+    """ASGI middleware: an exception no handler took is logged and answered 500 problem+json.
+
+    Not an `Exception` handler, because Starlette re-raises after those, so the server would
+    log the same traceback a second time outside structlog.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; on an unexpected error, log it and answer 500 if nothing was sent yet."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            request = Request(scope)
+            log.error(
+                "unexpected error", method=request.method, path=request.url.path, exc_info=exc
+            )
+            if started:  # too late for a problem document: let the server drop the connection
+                raise
+            await _internal(request)(scope, receive, send)
