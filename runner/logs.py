@@ -35,3 +35,23 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+class _ToStructlog(logging.Handler):
+    """Hands stdlib log records (uvicorn's) to structlog, so every line has one format."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Log the record through structlog at its level, with its traceback if any."""
+        try:
+            structlog.get_logger(record.name).log(
+                record.levelno, record.getMessage(), logger=record.name, exc_info=record.exc_info
+            )
+        except Exception:
+            self.handleError(record)
+
+
+def route_stdlib_logging(level: int = logging.INFO) -> None:
+    """Send every stdlib log record through structlog (configure structlog first)."""
+    root = logging.getLogger()
+    root.handlers = [_ToStructlog()]
+    root.setLevel(level)

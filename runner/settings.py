@@ -18,6 +18,7 @@ DEFAULT_CONDITION_TIME_LIMIT_SECONDS = 0.05
 DEFAULT_CONDITION_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_RENDERED_BYTES = 1024 * 1024
 DEFAULT_MAX_TRIGGER_BYTES = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_TRIGGER_DEPTH = 64
 DEFAULT_POOL_MAX_SIZE = 10
 DEFAULT_PORT = 8080
@@ -36,6 +37,7 @@ class Settings:
     condition_memory_limit: int = DEFAULT_CONDITION_MEMORY_LIMIT_BYTES
     max_rendered_bytes: int = DEFAULT_MAX_RENDERED_BYTES
     max_trigger_bytes: int = DEFAULT_MAX_TRIGGER_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_trigger_depth: int = DEFAULT_MAX_TRIGGER_DEPTH
     pool_max_size: int = DEFAULT_POOL_MAX_SIZE
     port: int = DEFAULT_PORT
@@ -56,6 +58,7 @@ class Settings:
             "DWF_MAX_PARALLEL_ACTIONS": ("max_parallel_actions", int),
             "DWF_ACTION_TIMEOUT_SECONDS": ("action_timeout", float),
             "DWF_POOL_MAX_SIZE": ("pool_max_size", int),
+            "DWF_MAX_BODY_BYTES": ("max_body_bytes", int),
             "DWF_PORT": ("port", int),
         }
         for name, (field, kind) in numbers.items():

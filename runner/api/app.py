@@ -17,14 +17,13 @@ import structlog
 from fastapi import FastAPI
 
 import runner
-from runner.api import events, executions, health, problems
+from runner.api import events, executions, health, limits, problems
 from runner.engine.conductor import Conductor
 from runner.settings import Settings
 from runner.store.database import Database
 from runner.store.executions import ExecutionRow
 
-#: The largest request body `/api/v1` reads (413 above it), checked before parsing.
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+#: The largest request body the API reads (413 above it), checked before parsing.
 API_PREFIX = "/api/v1"
 
 log = structlog.get_logger("runner.api")
@@ -63,12 +62,18 @@ class InProcessRuns:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
-    """The API for `settings`; `migrate=False` leaves the schema alone (`/ready` reports it)."""
+def create_app(
+    settings: Settings, *, database: Database | None = None, migrate: bool = True
+) -> FastAPI:
+    """The API for `settings`, on `database` or one its lifespan opens (and migrates unless
+    `migrate=False`, which leaves the schema for `/ready` to report)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Database.open(settings, migrate=migrate) as db:
+        async with contextlib.AsyncExitStack() as stack:
+            db = database
+            if db is None:
+                db = await stack.enter_async_context(Database.open(settings, migrate=migrate))
             conductor = Conductor(db, settings)
             runs = InProcessRuns(conductor)
             app.state.db, app.state.conductor, app.state.launch = db, conductor, runs.launch
@@ -76,7 +81,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             try:
                 yield
             finally:
-                app.state.stopping.set()
+                request_stop(app)
                 await runs.aclose()
 
     app = FastAPI(
@@ -99,8 +104,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.state.stopping = asyncio.Event()
     problems.install(app)
     app.include_router(health.router)
+    app.add_middleware(limits.BodyLimit, max_bytes=settings.max_body_bytes)
     for router in (executions.router, events.router):
-        app.include_router(router, prefix=API_PREFIX, max_body_size=DEFAULT_MAX_BODY_BYTES)
+        app.include_router(router, prefix=API_PREFIX)
     return app
 
 

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from runner.api import models, problems
 from runner.api.executions import ExecutionId
 from runner.api.state import DatabaseDep, TenantDep
+from runner.engine import summary
 from runner.errors import NotFound
 from runner.store import executions
 from runner.store.database import Database
@@ -69,7 +70,7 @@ async def list_events(
             raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
         if not follow:
             rows = await executions.events(conn, execution_id, after=after, limit=limit)
-            return [models.event_document(e) for e in rows]
+            return [summary.event_document(e) for e in rows]
     start = after if last_event_id is None else last_event_id
     stream = _follow(db, tenant, execution_id, start, request.app.state.stopping)
     # No caching, and no buffering by a proxy in front (nginx honours X-Accel-Buffering).
@@ -106,5 +107,5 @@ async def _follow(
 
 def _frame(event: executions.EventRow) -> str:
     """One SSE event: the JSON on one `data:` line (json.dumps never emits a newline)."""
-    data = json.dumps(models.event_document(event), separators=(",", ":"), default=str)
+    data = json.dumps(summary.event_document(event), separators=(",", ":"), default=str)
     return f"id: {event.event_id}\nevent: {event.kind}\ndata: {data}\n\n"

@@ -16,6 +16,8 @@ from runner.store import executions
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 50
 
+REPEATED = "A repeated requestId: the execution that id started earlier (nothing new starts)."
+
 router = APIRouter(tags=["executions"])
 
 ExecutionId = Annotated[
@@ -41,11 +43,10 @@ def status_url(request: Request, execution_id: uuid.UUID) -> str:
     summary="Start an execution",
     response_model=models.Accepted,
     responses={
-        200: {"model": models.Accepted, "description": "A repeated requestId: the execution "
-              "that id started earlier (nothing new starts)."},
+        200: {"model": models.Accepted, "description": REPEATED},
         **_problems(400, 404, 409, 413, 422),
     },
-)  # fmt: skip
+)
 async def execute(
     request: Request,
     response: Response,
@@ -53,21 +54,27 @@ async def execute(
     launch: LaunchDep,
     tenant: TenantDep,
     workflow_id: Annotated[str, Path(alias="workflowId", description="The workflow to run.")],
-    body: Annotated[models.ExecuteBody | None, Body(description="Optional: `{}` if absent.")] = None,
+    body: Annotated[models.ExecuteBody | None, Body(description="Optional: none is `{}`.")] = None,
     allow_draft: Annotated[
         bool, Query(alias="allowDraft", description="Also start a Draft workflow.")
     ] = False,
     header_request_id: Annotated[
         str | None,
-        Header(alias="X-Request-Id", max_length=models.MAX_ID_LENGTH,
-               description="Idempotency key when the body has no `requestId`."),
+        Header(
+            alias="X-Request-Id",
+            max_length=models.MAX_ID_LENGTH,
+            description="Idempotency key when the body has no `requestId`.",
+        ),
     ] = None,
     correlation_id: Annotated[
         str | None,
-        Header(alias="X-Correlation-Id", max_length=models.MAX_ID_LENGTH,
-               description="Correlation id passed on to outbound calls (else a new one)."),
+        Header(
+            alias="X-Correlation-Id",
+            max_length=models.MAX_ID_LENGTH,
+            description="Correlation id passed on to outbound calls (else a new one).",
+        ),
     ] = None,
-) -> models.Accepted:  # fmt: skip
+) -> models.Accepted:
     """Start the workflow's current version. 202 with where to follow it; 404 unknown workflow;
     409 when it is not Active (a Draft starts with `allowDraft=true`)."""
     body = body or models.ExecuteBody()
@@ -151,7 +158,7 @@ async def list_executions(
             )
         except ValueError as exc:  # the only ValueError it raises: a cursor not of ours
             raise problems.FieldError("query.cursor", str(exc)) from exc
-    return {"items": [models.summary(r) for r in rows], "nextCursor": next_cursor}
+    return {"items": [summary.listing_item(r) for r in rows], "nextCursor": next_cursor}
 
 
 @router.post(

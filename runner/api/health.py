@@ -30,6 +30,7 @@ async def health() -> models.Health:
 @router.get(
     "/ready",
     summary="Can it serve?",
+    response_model=models.Ready,
     responses={503: {"model": problems.Problem, "description": "Not ready, and why."}},
 )
 async def ready(request: Request) -> Response | models.Ready:

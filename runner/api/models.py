@@ -11,8 +11,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from runner.store.executions import EventRow, ExecutionRow
-
 ExecutionStatus = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 MAX_ID_LENGTH = 200
 
@@ -155,30 +153,3 @@ class Ready(ApiModel):
     """The database answers and every migration is applied."""
 
     status: Literal["ready"] = Field(description="Always `ready`.")
-
-
-def summary(row: ExecutionRow) -> dict[str, Any]:
-    """An execution row as a listing item."""
-    return {
-        "executionId": str(row.execution_id),
-        "workflowId": row.workflow_id,
-        "workflowVersion": row.workflow_version,
-        "status": row.status,
-        "requestId": row.request_id,
-        "principal": row.principal,
-        "createdAt": row.created_at.isoformat(),
-        "startedAt": row.started_at.isoformat() if row.started_at else None,
-        "finishedAt": row.finished_at.isoformat() if row.finished_at else None,
-    }
-
-
-def event_document(event: EventRow) -> dict[str, Any]:
-    """An event row as JSON."""
-    return {
-        "eventId": event.event_id,
-        "kind": event.kind,
-        "nodeId": event.node_id,
-        "attempt": event.attempt,
-        "data": event.data,
-        "createdAt": event.created_at.isoformat(),
-    }

@@ -20,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
-from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.errors import Conflict, DwfError, InvalidRequest, NotFound, StoreError
@@ -127,18 +126,16 @@ def _field_problem(error: dict[str, Any]) -> FieldProblem:
         position = location[1] if len(location) > 1 else "?"
         reason = (error.get("ctx") or {}).get("error", "")
         return FieldProblem(field="body", message=f"not valid JSON: {reason} at {position}")
+    if location == ["body"] and isinstance(error.get("input"), bytes):
+        # Without a JSON Content-Type FastAPI does not parse the body: say what it expects.
+        message = "expected a JSON object sent with Content-Type: application/json"
     return FieldProblem(field=".".join(location) or "request", message=message)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(exc.status_code).phrase
-    if exc.status_code == 413:
-        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
-        detail = "the request body is too large" + (
-            f"; the limit is {limit:,} bytes" if limit else ""
-        )
-    elif exc.status_code == 404 and detail == "Not Found":
+    if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.method} {request.url.path}"
     return response(request, exc.status_code, detail, headers=exc.headers)
 

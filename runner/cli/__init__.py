@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from runner.cli import db, definitions, executions
+from runner.cli import db, definitions, executions, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,5 +13,5 @@ def main() -> None:
     """DataWorkflows: lint, compile and run declarative workflows."""
 
 
-for _command in (*definitions.COMMANDS, *executions.COMMANDS, *db.COMMANDS):
+for _command in (*definitions.COMMANDS, *executions.COMMANDS, *db.COMMANDS, *serve.COMMANDS):
     main.add_command(_command)

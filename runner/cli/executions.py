@@ -212,17 +212,9 @@ def list_executions(
 
     rows, next_cursor = _run_async(fetch)
     if output == "json":
-        items = [
-            {
-                "executionId": str(r.execution_id),
-                "workflowId": r.workflow_id,
-                "workflowVersion": r.workflow_version,
-                "status": r.status,
-                "createdAt": r.created_at.isoformat(),
-                "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
-            }
-            for r in rows
-        ]
+        from runner.engine.summary import listing_item
+
+        items = [listing_item(r) for r in rows]
         click.echo(json.dumps({"items": items, "nextCursor": next_cursor}, indent=2))
         return
     from rich.console import Console

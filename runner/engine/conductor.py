@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import structlog
 
 from runner.engine.requests import StartRequest, check_trigger
 from runner.engine.run import ExecutionRun, Observer
@@ -61,6 +64,10 @@ class Conductor:
 
     async def start(self, request: StartRequest) -> tuple[ExecutionRow, bool]:
         """Create a Pending execution; with a known request id, the existing one (created=False)."""
+        row, created, _ = await self._start(request)
+        return row, created
+
+    async def _start(self, request: StartRequest) -> tuple[ExecutionRow, bool, DefinitionRow]:
         payload = check_trigger(
             request.trigger,
             max_bytes=self.settings.max_trigger_bytes,
@@ -114,42 +121,77 @@ class Conductor:
             if created:
                 batch = executions.Batch(row.tenant, row.execution_id)
                 batch.event("ExecutionCreated", requestId=row.request_id)
-                await executions.commit(conn, batch)
-        return row, created
+                await executions.write(conn, batch)
+        return row, created, definition
 
     async def run(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
         """Conduct a Pending execution to its end and return its final row."""
+        # Listen for a cancel before reading the row: one that lands after the read is still
+        # heard, one that landed before it is in the row.
+        self._cancels.setdefault(execution_id, asyncio.Event())
         async with self.db.connection() as conn:
             row = await executions.get(conn, tenant, execution_id)
             if row is None:
+                self._cancels.pop(execution_id, None)
                 raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
             definition = await workflows.get_definition(
                 conn, tenant, row.workflow_id, row.workflow_version
             )
             await conn.commit()
-            if row.status != "Pending":
-                return row
-            if row.cancel_requested_at is not None:
+            return await self._conduct(conn, row, definition)
+
+    async def execute(self, request: StartRequest) -> ExecutionRow:
+        """Start and run to the end; a repeated request id returns the existing execution."""
+        row, created, definition = await self._start(request)
+        if not created:
+            return row
+        async with self.db.connection() as conn:
+            return await self._conduct(conn, row, definition)
+
+    async def _conduct(
+        self, conn: Any, row: ExecutionRow, definition: DefinitionRow
+    ) -> ExecutionRow:
+        if row.status != "Pending":
+            self._cancels.pop(row.execution_id, None)
+            return row
+        if row.cancel_requested_at is not None:
+            self._cancels.pop(row.execution_id, None)
+            batch = executions.Batch(row.tenant, row.execution_id)
+            error = {"type": "Cancelled", "message": "cancelled before it started"}
+            batch.finish_execution("Cancelled", error=error | {"nodeId": None})
+            await executions.commit(conn, batch)
+            return await self._final(conn, row.tenant, row.execution_id)
+        plan = compiler.get_plan(definition.definition)
+        cancel = self._cancels.setdefault(row.execution_id, asyncio.Event())
+        try:
+            await ExecutionRun(
+                conn,
+                row,
+                plan,
+                self.settings,
+                cancel_event=cancel,
+                observer=self.observer if row.parent_execution_id is None else None,
+                children=self,
+            ).conduct()
+        except Exception as exc:
+            # Our own failure (e.g. the database went away mid-run): never leave the
+            # execution without a terminal status when it can still be written.
+            await self._fail_internally(row, exc)
+            raise
+        finally:
+            self._cancels.pop(row.execution_id, None)
+        return await self._final(conn, row.tenant, row.execution_id)
+
+    async def _fail_internally(self, row: ExecutionRow, exc: Exception) -> None:
+        structlog.get_logger("runner.engine").exception(
+            "execution failed internally", executionId=str(row.execution_id)
+        )
+        error = {"type": "InternalError", "message": f"{type(exc).__name__}: {exc}", "nodeId": None}
+        with contextlib.suppress(Exception):
+            async with self.db.connection() as conn:
                 batch = executions.Batch(row.tenant, row.execution_id)
-                error = {"type": "Cancelled", "message": "cancelled before it started"}
-                batch.finish_execution("Cancelled", error=error | {"nodeId": None})
+                batch.finish_execution("Failed", error=error)
                 await executions.commit(conn, batch)
-                return await self._final(conn, tenant, execution_id)
-            plan = compiler.get_plan(definition.definition)
-            cancel = self._cancels.setdefault(execution_id, asyncio.Event())
-            try:
-                await ExecutionRun(
-                    conn,
-                    row,
-                    plan,
-                    self.settings,
-                    cancel_event=cancel,
-                    observer=self.observer if row.parent_execution_id is None else None,
-                    children=self,
-                ).conduct()
-            finally:
-                self._cancels.pop(execution_id, None)
-            return await self._final(conn, tenant, execution_id)
 
     @staticmethod
     async def _final(conn: Any, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
@@ -157,13 +199,6 @@ class Conductor:
         await conn.commit()
         assert final is not None
         return final
-
-    async def execute(self, request: StartRequest) -> ExecutionRow:
-        """Start and run to the end; a repeated request id returns the existing execution."""
-        row, created = await self.start(request)
-        if not created:
-            return row
-        return await self.run(row.tenant, row.execution_id)
 
     async def start_child(
         self, parent: ExecutionRow, node: Node, parameters: Mapping[str, Any]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.store.executions import AttemptRow, ExecutionRow
+from runner.store.executions import AttemptRow, EventRow, ExecutionRow
 
 
 def execution_document(row: ExecutionRow, attempts: Sequence[AttemptRow]) -> dict[str, Any]:
@@ -50,6 +50,33 @@ def attempt_document(attempt: AttemptRow) -> dict[str, Any]:
         "reused": attempt.reused,
         "startedAt": _iso(attempt.started_at),
         "finishedAt": _iso(attempt.finished_at),
+    }
+
+
+def listing_item(row: ExecutionRow) -> dict[str, Any]:
+    """An execution row as a listing item."""
+    return {
+        "executionId": str(row.execution_id),
+        "workflowId": row.workflow_id,
+        "workflowVersion": row.workflow_version,
+        "status": row.status,
+        "requestId": row.request_id,
+        "principal": row.principal,
+        "createdAt": row.created_at.isoformat(),
+        "startedAt": row.started_at.isoformat() if row.started_at else None,
+        "finishedAt": row.finished_at.isoformat() if row.finished_at else None,
+    }
+
+
+def event_document(event: EventRow) -> dict[str, Any]:
+    """An event row as JSON."""
+    return {
+        "eventId": event.event_id,
+        "kind": event.kind,
+        "nodeId": event.node_id,
+        "attempt": event.attempt,
+        "data": event.data,
+        "createdAt": event.created_at.isoformat(),
     }
 
 

@@ -436,13 +436,19 @@ class Batch:
 
 
 async def commit(conn: AsyncConnection, batch: Batch) -> None:
-    """Apply a batch in one transaction, pipelined: one round trip, one commit."""
+    """Apply a batch in its own transaction, pipelined: BEGIN, the statements and COMMIT go
+    out together, so a transition costs one round trip and one commit."""
     if not batch.statements:
         return
-    async with conn.transaction(), conn.pipeline():
-        cur = conn.cursor()
-        for sql, params in batch.statements:
-            await cur.execute(sql, params)
+    async with conn.pipeline(), conn.transaction():
+        await write(conn, batch)
+
+
+async def write(conn: AsyncConnection, batch: Batch) -> None:
+    """Send a batch's statements within the caller's transaction."""
+    cur = conn.cursor()
+    for sql, params in batch.statements:
+        await cur.execute(sql, params)
     batch.statements.clear()
 
 

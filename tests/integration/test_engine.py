@@ -495,3 +495,26 @@ async def test_log_lines_about_a_node_carry_the_execution_identity(db, settings)
         assert entry["executionId"] == doc["executionId"]
         assert entry["workflowId"] == "w" and entry["version"] == 1
         assert entry["correlationId"] == doc["correlationId"] and entry["attempt"] == 1
+
+
+async def test_rerender_on_retry_reads_nodes_that_finished_meanwhile(db, settings):
+    # `b` fails once (transiently) while `slow` is still running; its retry renders again and
+    # sees `slow`'s output only with rerenderOnRetry.
+    def flow(rerender: bool) -> dict[str, Any]:
+        b = failing(
+            "b",
+            mode="transient",
+            times=1,
+            message="{{ nodes.slow.outputs.waitedSeconds if 'slow' in nodes else 'not yet' }}",
+            retry={"maxAttempts": 2, "initialDelay": "300ms", "rerenderOnRetry": rerender},
+        )
+        slow = {"id": "slow", "actionType": "core.delay", "parameters": {"duration": "50ms"}}
+        return workflow(echo("a", "b", "slow"), b, slow, id=f"w{int(rerender)}")
+
+    plain = await run(db, settings, flow(False))
+    again = await run(db, settings, flow(True))
+    assert plain["nodes"]["b"]["outputs"] == {"echo": "not yet"}
+    assert again["nodes"]["b"]["outputs"] == {"echo": 0.05}
+    rows = [r.parameters_json for r in again["attemptRows"] if r.node_id == "b"]
+    assert rows == [{"message": "not yet", "failTimes": 1, "failMode": "transient"},
+                    {"message": 0.05, "failTimes": 1, "failMode": "transient"}]  # fmt: skip
