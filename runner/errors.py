@@ -10,7 +10,8 @@
     │   └── ConditionError        a condition threw, timed out, ran out of memory, not boolean
     ├── StoreError            the database could not do what was asked
     │   ├── DatabaseClosed        the pool was used outside `async with` (or after it)
-    │   └── MigrationError        migrations cannot be applied (edited, missing, failed)
+    │   ├── MigrationError        migrations cannot be applied (edited, missing, failed)
+    │   └── LeaseLost             another worker took over an execution; nothing was written
     ├── InvalidRequest        a start or API request is malformed (payload not an object, too big)
     ├── NotFound              a workflow or execution does not exist (for this tenant)
     └── Conflict              the request contradicts the current state (e.g. managed by git)
@@ -77,6 +78,10 @@ class MigrationError(StoreError):
 
 class InvalidRequest(DwfError):
     """A request to start or query something is malformed; the message names the field."""
+
+
+class LeaseLost(StoreError):
+    """Another worker holds the execution's lease now; the transaction wrote nothing."""
 
 
 class NotFound(DwfError):

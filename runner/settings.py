@@ -22,6 +22,13 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_TRIGGER_DEPTH = 64
 DEFAULT_POOL_MAX_SIZE = 10
 DEFAULT_PORT = 8080
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+DEFAULT_POLL_SECONDS = 1.0
+DEFAULT_MAX_DELIVERIES = 5
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
+DEFAULT_WORKER_EXECUTIONS = 32
+DEFAULT_WORKER_NODES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,13 @@ class Settings:
     max_trigger_depth: int = DEFAULT_MAX_TRIGGER_DEPTH
     pool_max_size: int = DEFAULT_POOL_MAX_SIZE
     port: int = DEFAULT_PORT
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    worker_executions: int = DEFAULT_WORKER_EXECUTIONS
+    worker_nodes: int = DEFAULT_WORKER_NODES
     log_format: str = "auto"  # auto (console on a terminal, JSON otherwise) | json | console
 
     @classmethod
@@ -59,6 +73,13 @@ class Settings:
             "DWF_ACTION_TIMEOUT_SECONDS": ("action_timeout", float),
             "DWF_POOL_MAX_SIZE": ("pool_max_size", int),
             "DWF_MAX_BODY_BYTES": ("max_body_bytes", int),
+            "DWF_LEASE_SECONDS": ("lease_seconds", float),
+            "DWF_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
+            "DWF_POLL_SECONDS": ("poll_seconds", float),
+            "DWF_MAX_DELIVERIES": ("max_deliveries", int),
+            "DWF_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+            "DWF_WORKER_EXECUTIONS": ("worker_executions", int),
+            "DWF_WORKER_NODES": ("worker_nodes", int),
             "DWF_PORT": ("port", int),
         }
         for name, (field, kind) in numbers.items():

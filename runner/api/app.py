@@ -2,9 +2,9 @@
 
     app = create_app(settings)    # opens the database and a Conductor in its lifespan
 
-Executions started through the API are conducted in this process, as tasks the app keeps until
-they end and cancels at shutdown. `InProcessRuns.launch` is the one place that decides this; the
-durable queue (SPEC §8) replaces it with an enqueue that any worker claims.
+Starting an execution enqueues it (the execution and its queue row commit together) and answers
+202 at once; any worker claims it. With `worker=True` (`dwf serve --roles api,worker`) this
+process runs a worker too, started and stopped with the app.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from fastapi import FastAPI
 import runner
 from runner.api import events, executions, health, limits, problems
 from runner.engine.conductor import Conductor
+from runner.engine.worker import Worker
 from runner.settings import Settings
 from runner.store.database import Database
-from runner.store.executions import ExecutionRow
 
 #: The largest request body the API reads (413 above it), checked before parsing.
 API_PREFIX = "/api/v1"
@@ -29,44 +29,16 @@ API_PREFIX = "/api/v1"
 log = structlog.get_logger("runner.api")
 
 
-class InProcessRuns:
-    """Conducts executions started through the API as tasks of this process."""
-
-    def __init__(self, conductor: Conductor) -> None:
-        self.conductor = conductor
-        # Strong references: the event loop keeps only weak ones to its tasks.
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def launch(self, row: ExecutionRow) -> None:
-        """Conduct a just-created execution. The seam: a durable queue replaces this."""
-        task = asyncio.create_task(self._conduct(row), name=f"execution {row.execution_id}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _conduct(self, row: ExecutionRow) -> None:
-        try:
-            await self.conductor.run(row.tenant, row.execution_id)
-        except Exception:
-            # Nobody awaits this task: the log is the only place its failure can go.
-            log.exception(
-                "execution crashed", executionId=str(row.execution_id), workflowId=row.workflow_id
-            )
-
-    async def aclose(self) -> None:
-        """Cancel every execution still running here and wait until each has stopped."""
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            log.info("stopping executions", count=len(tasks))
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
 def create_app(
-    settings: Settings, *, database: Database | None = None, migrate: bool = True
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    migrate: bool = True,
+    worker: bool = False,
 ) -> FastAPI:
     """The API for `settings`, on `database` or one its lifespan opens (and migrates unless
-    `migrate=False`, which leaves the schema for `/ready` to report)."""
+    `migrate=False`, which leaves the schema for `/ready` to report); `worker` also runs a
+    worker in this process."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,14 +47,19 @@ def create_app(
             if db is None:
                 db = await stack.enter_async_context(Database.open(settings, migrate=migrate))
             conductor = Conductor(db, settings)
-            runs = InProcessRuns(conductor)
-            app.state.db, app.state.conductor, app.state.launch = db, conductor, runs.launch
-            log.info("api started", database=db.url_for_display)
+            app.state.db, app.state.conductor = db, conductor
+            stop_worker = asyncio.Event()
+            worker_task = None
+            if worker:
+                worker_task = asyncio.create_task(Worker(conductor, settings).run(stop_worker))
+            log.info("api started", database=db.url_for_display, worker=worker)
             try:
                 yield
             finally:
                 request_stop(app)
-                await runs.aclose()
+                stop_worker.set()
+                if worker_task is not None:
+                    await worker_task
 
     app = FastAPI(
         title="DataWorkflows runner",

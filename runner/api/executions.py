@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 
 from runner.api import models, problems
-from runner.api.state import ConductorDep, DatabaseDep, LaunchDep, TenantDep
+from runner.api.state import ConductorDep, DatabaseDep, TenantDep
 from runner.engine import summary
 from runner.engine.requests import StartRequest
 from runner.errors import InvalidRequest, NotFound
@@ -51,7 +51,6 @@ async def execute(
     request: Request,
     response: Response,
     conductor: ConductorDep,
-    launch: LaunchDep,
     tenant: TenantDep,
     workflow_id: Annotated[str, Path(alias="workflowId", description="The workflow to run.")],
     body: Annotated[models.ExecuteBody | None, Body(description="Optional: none is `{}`.")] = None,
@@ -97,9 +96,7 @@ async def execute(
     except InvalidRequest as exc:
         # The conductor refuses only the payload (its shape, size or depth).
         raise problems.FieldError("body.trigger", str(exc)) from exc
-    if created:
-        launch(row)
-    else:
+    if not created:
         response.status_code = 200
     url = status_url(request, row.execution_id)
     response.headers["Location"] = url

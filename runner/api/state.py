@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,7 +9,6 @@ from fastapi import Depends, Request
 from runner.engine.conductor import Conductor
 from runner.settings import Settings
 from runner.store.database import Database
-from runner.store.executions import ExecutionRow
 
 
 def _database(request: Request) -> Database:
@@ -30,12 +28,7 @@ def _tenant(request: Request) -> str:
     return request.app.state.settings.tenant
 
 
-def _launch(request: Request) -> Callable[[ExecutionRow], None]:
-    return request.app.state.launch
-
-
 DatabaseDep = Annotated[Database, Depends(_database)]
 ConductorDep = Annotated[Conductor, Depends(_conductor)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TenantDep = Annotated[str, Depends(_tenant)]
-LaunchDep = Annotated[Callable[[ExecutionRow], None], Depends(_launch)]

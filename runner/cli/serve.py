@@ -7,7 +7,7 @@ import sys
 
 import click
 
-ROLES = ("api",)  # sync, scheduler and worker come later
+ROLES = ("api", "worker")  # sync and scheduler come later
 DEFAULT_HOST = "127.0.0.1"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -29,7 +29,7 @@ def _roles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 )  # fmt: skip
 @click.option(
     "--roles", default="api", show_default=True, callback=_roles,
-    help="Comma-separated roles this process plays (only `api` for now).",
+    help="Comma-separated roles this process plays: api, worker.",
 )  # fmt: skip
 def serve(host: str, port: int | None, roles: tuple[str, ...]) -> None:
     """Serve the HTTP API (OpenAPI at /docs) until SIGTERM or SIGINT.
@@ -47,7 +47,10 @@ def serve(host: str, port: int | None, roles: tuple[str, ...]) -> None:
         raise click.UsageError(str(exc)) from exc
     logs.configure(settings.log_format, "info")
     try:
-        started = asyncio.run(server.serve(settings, host))
+        if "api" in roles:
+            started = asyncio.run(server.serve(settings, host, worker="worker" in roles))
+        else:
+            started = asyncio.run(_work(settings))
     except StoreError as exc:
         click.echo(f"dwf serve: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -57,4 +60,41 @@ def serve(host: str, port: int | None, roles: tuple[str, ...]) -> None:
     sys.exit(EXIT_OK if started else EXIT_FAILED)
 
 
-COMMANDS = (serve,)
+@click.command()
+def worker() -> None:
+    """Claim and run queued executions until SIGTERM or SIGINT (then drain and hand back).
+
+    Exit 0 after a clean stop, 2 when the database cannot be reached.
+    """
+    from runner import logs
+    from runner.errors import StoreError
+    from runner.settings import Settings
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, "info")
+    try:
+        asyncio.run(_work(settings))
+    except StoreError as exc:
+        click.echo(f"dwf worker: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_OK)
+
+
+async def _work(settings: object) -> bool:
+    """A worker in this process until SIGTERM or SIGINT."""
+    import signal
+
+    from runner.engine.conductor import Conductor
+    from runner.engine.worker import Worker
+    from runner.store.database import Database
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Database.open(settings) as db:  # type: ignore[arg-type]
+        await Worker(Conductor(db, settings), settings).run(stop)  # type: ignore[arg-type]
+    return True
+
+
+COMMANDS = (serve, worker)

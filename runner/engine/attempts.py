@@ -63,15 +63,14 @@ class NodeAttempts:
         new_batch: Callable[[], Batch],
         commit: Callable[[Batch], Awaitable[None]],
         validate: Callable[[Any], str | None],
+        first_attempt: int = 1,
     ) -> None:
         self.node, self.action, self.context, self.timeout = node, action, context, timeout
-        self.render, self.new_batch, self.commit, self.validate = (
-            render,
-            new_batch,
-            commit,
-            validate,
-        )
-        self.attempt = 0
+        self.render, self.new_batch, self.commit = render, new_batch, commit
+        self.validate = validate
+        # A resumed node goes on numbering from its interrupted attempt, with a fresh budget.
+        self.first_attempt = first_attempt
+        self.attempt = first_attempt - 1
 
     async def run(self, parameters: Any) -> NodeResult:
         """Attempt until success, a permanent failure, or the retry policy gives up."""
@@ -80,7 +79,7 @@ class NodeAttempts:
 
         async def once() -> ActionResult:
             self.attempt += 1
-            if self.attempt > 1:
+            if self.attempt > self.first_attempt:
                 problem = await self._start_retry(state)
                 if problem is not None:
                     return problem
@@ -161,8 +160,9 @@ class NodeAttempts:
             )
         assert result.error is not None
         message = result.error.message
+        tried = self.attempt - self.first_attempt + 1
         if result.status == "RetriableFailure" and max_attempts > 1:
-            message = f"gave up after {self.attempt} attempts: {message}"
+            message = f"gave up after {tried} attempts: {message}"
         return NodeResult(
             "Failed", self.attempt, {}, error_dict(self.node.id, result.error.type, message)
         )

@@ -11,16 +11,20 @@ from typing import Any
 
 import structlog
 
+from runner.engine.record import recorded
 from runner.engine.requests import StartRequest, check_trigger
-from runner.engine.run import ExecutionRun, Observer
-from runner.errors import Conflict, NotFound
+from runner.engine.run import ExecutionRun, Observer, Signals
+from runner.errors import Conflict, LeaseLost, NotFound
 from runner.plan import checksum, compiler
 from runner.settings import Settings
 from runner.spec.model import Node, thaw
-from runner.store import executions, workflows
+from runner.store import executions, queue, workflows
 from runner.store.database import Database
 from runner.store.executions import ExecutionRow, NewExecution
+from runner.store.queue import Claim
 from runner.store.workflows import DefinitionRow, SourceKind, WorkflowStatus
+
+_log = structlog.get_logger("runner.engine")
 
 #: Request headers never shown to expressions (`event.headers`): they carry credentials.
 SECRET_HEADERS = frozenset(
@@ -33,7 +37,7 @@ class Conductor:
 
     def __init__(self, db: Database, settings: Settings, *, observer: Observer | None = None):
         self.db, self.settings, self.observer = db, settings, observer
-        self._cancels: dict[uuid.UUID, asyncio.Event] = {}
+        self._signals: dict[uuid.UUID, Signals] = {}
 
     async def register(
         self,
@@ -122,83 +126,115 @@ class Conductor:
                 batch = executions.Batch(row.tenant, row.execution_id)
                 batch.event("ExecutionCreated", requestId=row.request_id)
                 await executions.write(conn, batch)
+                # The outbox: the queue row commits with the execution, so no accepted start
+                # is ever lost between the two.
+                await queue.enqueue(conn, row.tenant, row.execution_id)
         return row, created, definition
 
-    async def run(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
-        """Conduct a Pending execution to its end and return its final row."""
-        # Listen for a cancel before reading the row: one that lands after the read is still
-        # heard, one that landed before it is in the row.
-        self._cancels.setdefault(execution_id, asyncio.Event())
-        async with self.db.connection() as conn:
-            row = await executions.get(conn, tenant, execution_id)
-            if row is None:
-                self._cancels.pop(execution_id, None)
-                raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
-            definition = await workflows.get_definition(
-                conn, tenant, row.workflow_id, row.workflow_version
-            )
-            await conn.commit()
-            return await self._conduct(conn, row, definition)
-
     async def execute(self, request: StartRequest) -> ExecutionRow:
-        """Start and run to the end; a repeated request id returns the existing execution."""
-        row, created, definition = await self._start(request)
+        """Start and run to the end on a worker of this process (as `dwf run` does); a repeated
+        request id returns the existing execution."""
+        row, created, _ = await self._start(request)
         if not created:
             return row
+        return await self.run(row.tenant, row.execution_id)
+
+    async def run(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
+        """Run a queued execution (and its children) on a worker of this process until it
+        ends; if another worker has it, wait for that one to finish it."""
+        from runner.engine.worker import Worker
+
         async with self.db.connection() as conn:
-            return await self._conduct(conn, row, definition)
+            row = await executions.get(conn, tenant, execution_id)
+        if row is None:
+            raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
+        worker = Worker(self, self.settings, correlation_id=row.correlation_id)
+        return await worker.run_until(tenant, execution_id)
 
-    async def _conduct(
-        self, conn: Any, row: ExecutionRow, definition: DefinitionRow
-    ) -> ExecutionRow:
-        if row.status != "Pending":
-            self._cancels.pop(row.execution_id, None)
-            return row
-        if row.cancel_requested_at is not None:
-            self._cancels.pop(row.execution_id, None)
-            batch = executions.Batch(row.tenant, row.execution_id)
-            error = {"type": "Cancelled", "message": "cancelled before it started"}
-            batch.finish_execution("Cancelled", error=error | {"nodeId": None})
-            await executions.commit(conn, batch)
-            return await self._final(conn, row.tenant, row.execution_id)
-        plan = compiler.get_plan(definition.definition)
-        cancel = self._cancels.setdefault(row.execution_id, asyncio.Event())
+    async def conduct(
+        self, claim: Claim, owner: str, *, node_slots: asyncio.Semaphore | None = None
+    ) -> str | None:
+        """Conduct a claimed execution: to its end, a park, or a release (drain). Returns the
+        outcome, PARKED or RELEASED, or None when there was nothing to run."""
+        signals = self._signals.setdefault(claim.execution_id, Signals())
         try:
-            await ExecutionRun(
-                conn,
-                row,
-                plan,
-                self.settings,
-                cancel_event=cancel,
-                observer=self.observer if row.parent_execution_id is None else None,
-                children=self,
-            ).conduct()
-        except Exception as exc:
-            # Our own failure (e.g. the database went away mid-run): never leave the
-            # execution without a terminal status when it can still be written.
-            await self._fail_internally(row, exc)
-            raise
+            async with self.db.connection() as conn:
+                row = await executions.get(conn, claim.tenant, claim.execution_id)
+                if row is None or row.status in executions.TERMINAL:
+                    if row is None:
+                        _log.warning(
+                            "queue row without execution dropped",
+                            executionId=str(claim.execution_id),
+                        )
+                    await queue.drop(conn, claim.execution_id)
+                    return None
+                definition = await workflows.get_definition(
+                    conn, row.tenant, row.workflow_id, row.workflow_version
+                )
+                record = None
+                if row.status == "Running":
+                    kids = {
+                        c.parent_node_id: c
+                        for c in await executions.children(conn, row.execution_id)
+                    }
+                    record = recorded(
+                        await executions.attempts(conn, row.execution_id),
+                        await executions.events(conn, row.execution_id, limit=1_000_000),
+                        {node: child for node, child in kids.items() if node is not None},
+                    )
+                await conn.commit()
+                if row.status == "Pending" and row.cancel_requested_at is not None:
+                    batch = executions.Batch(row.tenant, row.execution_id, lease_owner=owner)
+                    error = {"type": "Cancelled", "message": "cancelled before it started"}
+                    batch.finish_execution(
+                        "Cancelled", error=error | {"nodeId": None},
+                        parent_execution_id=row.parent_execution_id,
+                    )  # fmt: skip
+                    await executions.commit(conn, batch)
+                    return "Cancelled"
+                run = ExecutionRun(
+                    conn,
+                    row,
+                    compiler.get_plan(definition.definition),
+                    self.settings,
+                    signals=signals,
+                    lease_owner=owner,
+                    record=record,
+                    observer=self.observer if row.parent_execution_id is None else None,
+                    children=self,
+                    node_slots=node_slots,
+                )
+                try:
+                    return await run.conduct()
+                except (LeaseLost, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    # Our own failure (e.g. the database went away mid-run): never leave the
+                    # execution without a terminal status when it can still be written.
+                    await self._fail_internally(row, owner, exc)
+                    raise
         finally:
-            self._cancels.pop(row.execution_id, None)
-        return await self._final(conn, row.tenant, row.execution_id)
+            self._signals.pop(claim.execution_id, None)
 
-    async def _fail_internally(self, row: ExecutionRow, exc: Exception) -> None:
-        structlog.get_logger("runner.engine").exception(
-            "execution failed internally", executionId=str(row.execution_id)
-        )
+    async def _fail_internally(self, row: ExecutionRow, owner: str, exc: Exception) -> None:
+        _log.exception("execution failed internally", executionId=str(row.execution_id))
         error = {"type": "InternalError", "message": f"{type(exc).__name__}: {exc}", "nodeId": None}
         with contextlib.suppress(Exception):
             async with self.db.connection() as conn:
-                batch = executions.Batch(row.tenant, row.execution_id)
-                batch.finish_execution("Failed", error=error)
+                batch = executions.Batch(row.tenant, row.execution_id, lease_owner=owner)
+                batch.finish_execution(
+                    "Failed", error=error, parent_execution_id=row.parent_execution_id
+                )
                 await executions.commit(conn, batch)
 
-    @staticmethod
-    async def _final(conn: Any, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
-        final = await executions.get(conn, tenant, execution_id)
-        await conn.commit()
-        assert final is not None
-        return final
+    def signals(self, execution_id: uuid.UUID) -> Signals | None:
+        """The signals of an execution conducted in this process, if it is."""
+        return self._signals.get(execution_id)
+
+    def drain_all(self) -> None:
+        """Ask every execution conducted here to finish its running nodes and stop."""
+        for signals in self._signals.values():
+            signals.drain.set()
 
     async def start_child(
         self, parent: ExecutionRow, node: Node, parameters: Mapping[str, Any]
@@ -224,15 +260,23 @@ class Conductor:
         return row
 
     def request_cancel(self, execution_id: uuid.UUID) -> None:
-        """Wake an execution running in this process so it ends Cancelled."""
-        event = self._cancels.get(execution_id)
-        if event is not None:
-            event.set()
+        """Tell an execution conducted in this process to end Cancelled."""
+        signals = self._signals.get(execution_id)
+        if signals is not None:
+            signals.cancel.set()
+
+    def wake(self, execution_id: uuid.UUID) -> None:
+        """Tell an execution conducted here that a child it waits for ended."""
+        signals = self._signals.get(execution_id)
+        if signals is not None:
+            signals.wake.set()
 
     async def cancel(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
         """Ask an execution to end Cancelled; NotFound, or Conflict when it already ended."""
         async with self.db.transaction() as conn:
             requested = await executions.request_cancel(conn, tenant, execution_id)
+            if requested:
+                await queue.request_cancel(conn, execution_id)
             row = await executions.get(conn, tenant, execution_id)
         if row is None:
             raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")

@@ -2,8 +2,14 @@
 
 `ExecutionState` (pure) says which nodes start, which are skipped or cancelled and when the
 execution is over; this loop renders parameters, runs attempts as tasks (at most
-`maxParallelActions` at once), evaluates conditions, and writes every transition to Postgres in
-one transaction: the node that finished, the route decisions, the nodes that start next.
+`maxParallelActions` at once, and at most the worker's node slots), evaluates conditions, and
+writes every transition to Postgres in one transaction behind the lease fence: the node that
+finished, the route decisions, the nodes that start next.
+
+A run ends one of four ways: the execution's outcome; `PARKED` (only subworkflow children are
+awaited: the lease and the worker slot are given up until a child ends); `RELEASED` (the
+worker is draining: running nodes finished, nothing new started, another worker resumes); or an
+exception (LeaseLost: another worker owns it now, so nothing more is written).
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
@@ -24,6 +31,7 @@ from runner.actions import registry
 from runner.actions.base import ActionContext
 from runner.engine import conditions, templates
 from runner.engine.attempts import NodeAttempts, NodeResult, error_dict
+from runner.engine.record import Recorded
 from runner.engine.state import ExecutionState, Step
 from runner.errors import ConditionError, DwfError, TemplateRenderError
 from runner.plan.compiler import Plan, Route
@@ -31,31 +39,42 @@ from runner.settings import Settings
 from runner.spec.durations import format_duration
 from runner.spec.model import Node
 from runner.store import executions
-from runner.store.executions import Batch, ExecutionRow
+from runner.store.executions import TERMINAL, Batch, ExecutionRow
 
 #: Called with (event kind, node id or None, details) as the execution progresses (`dwf run`).
 Observer = Callable[[str, str | None, Mapping[str, Any]], None]
-#: How long a cancelled parent waits for its child to acknowledge the cancel.
-CHILD_CANCEL_GRACE_SECONDS = 5.0
+PARKED, RELEASED = "Parked", "Released"
+_SYSTEM = "dataworkflows"  # the `system` of links that only remember an idempotent node's outputs
 
 
 class Children(Protocol):
-    """What a run needs to start, run and cancel subworkflow executions (the Conductor)."""
+    """What a run needs to start and cancel subworkflow executions (the Conductor)."""
 
     async def start_child(
         self, parent: ExecutionRow, node: Node, parameters: Mapping[str, Any]
     ) -> ExecutionRow: ...
 
-    async def run(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow: ...
-
     async def cancel(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow: ...
 
 
-_SYSTEM = "dataworkflows"  # the `system` of links that only remember an idempotent node's outputs
+@dataclass(slots=True)
+class Signals:
+    """How the outside reaches a running execution: cancel it, wake it, drain it."""
+
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # a child it waits for ended
+    drain: asyncio.Event = field(default_factory=asyncio.Event)  # finish running nodes, stop
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A subworkflow node's task result: the child runs on its own; wait for it to end."""
+
+    child: ExecutionRow
 
 
 class ExecutionRun:
-    """Conducts one execution from Pending (or Running, on resume) to its end."""
+    """Conducts one execution from Pending (or Running, when resumed) to its end or a pause."""
 
     def __init__(
         self,
@@ -64,28 +83,32 @@ class ExecutionRun:
         plan: Plan,
         settings: Settings,
         *,
-        cancel_event: asyncio.Event,
+        signals: Signals,
+        lease_owner: str | None = None,
+        record: Recorded | None = None,
         observer: Observer | None = None,
         children: Children | None = None,
+        node_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.conn, self.row, self.plan, self.settings = conn, row, plan, settings
         self.workflow = plan.workflow
-        self.cancel_event = cancel_event
-        self.observer = observer
-        self.children = children
-        self.background: set[asyncio.Task[Any]] = set()
+        self.signals, self.lease_owner, self.record = signals, lease_owner, record
+        self.observer, self.children = observer, children
+        self.node_slots = node_slots or asyncio.Semaphore(10_000)
         self.state = ExecutionState(plan)
-        self.done: asyncio.Queue[tuple[str, NodeResult | None]] = asyncio.Queue()
+        self.done: asyncio.Queue[tuple[str, NodeResult | _Waiting | None]] = asyncio.Queue()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.waiting: deque[str] = deque()
         self.to_spawn: list[tuple[str, Any]] = []
         self.attempt_of: dict[str, int] = {}
+        self.awaiting: dict[str, ExecutionRow] = {}  # subworkflow node -> child it waits for
         self.nodes: dict[str, dict[str, Any]] = {}
         self.limit = self.workflow.options.max_parallel_actions or settings.max_parallel_actions
         self.keys: dict[str, Any] = {}
         self.error: dict[str, Any] | None = None
         self.outcome: str | None = None
         self.stopping = False  # cancelled or timed out: only wait for running nodes to end
+        self.draining = False
         self.commit_lock = asyncio.Lock()
         self.log = structlog.get_logger("runner.engine").bind(
             executionId=str(row.execution_id),
@@ -101,31 +124,35 @@ class ExecutionRun:
             "correlationId": row.correlation_id,
             "principal": row.principal,
             "tenant": row.tenant,
-            "startedAt": None,
+            "startedAt": row.started_at.isoformat() if row.started_at else None,
             "error": None,
         }
-        self.vars: Any = {}
+        self.vars: Any = row.vars if row.vars is not None else {}
 
     # -- the loop -------------------------------------------------------------------------------
 
     async def conduct(self) -> str:
-        """Run to the end; returns the final status."""
+        """Run to the end, a park or a release; returns the outcome, PARKED or RELEASED."""
         batch = self.batch()
-        self.begin(batch)
+        if self.row.status == "Pending":
+            self.begin(batch)
+        else:
+            self.resume(batch)
         await self.commit(batch)
         self.spawn()
-        deadline = self.workflow.options.timeout
-        started = time.monotonic()
-        cancel_wait = asyncio.ensure_future(self.cancel_event.wait())
         try:
             while self.outcome is None:
-                remaining = None if deadline is None else deadline - (time.monotonic() - started)
+                if not self.tasks and not self.to_spawn:
+                    paused = await self.pause_if_idle()
+                    if paused is not None:
+                        return paused
+                    if self.outcome is not None:
+                        break
                 batch = self.batch()
-                await self.next_transition(batch, remaining, cancel_wait)
+                await self.next_transition(batch)
                 await self.commit(batch)
                 self.spawn()
         finally:
-            cancel_wait.cancel()
             for task in self.tasks.values():
                 task.cancel()
         return self.outcome
@@ -138,50 +165,140 @@ class ExecutionRun:
         except TemplateRenderError as exc:
             self.error = {"type": "TemplateError", "message": str(exc), "nodeId": None}
             self.outcome = "Failed"
-            batch.finish_execution("Failed", error=self.error)
+            batch.finish_execution(
+                "Failed", error=self.error, parent_execution_id=self.row.parent_execution_id
+            )
             self.notify("ExecutionFailed", None, {"error": self.error})
             return
         batch.start_execution(self.vars)
-        self.execution_scope["startedAt"] = _now_iso()
+        self.execution_scope["startedAt"] = datetime.now(UTC).isoformat()
         self.log.info("execution started")
         self.notify("ExecutionStarted", None, {})
         self.advance(self.state.begin(), batch)
 
-    async def next_transition(
-        self, batch: Batch, remaining: float | None, cancel_wait: asyncio.Future[Any]
-    ) -> None:
-        """Wait for the next node to end (or a cancel, or the deadline) and decide what follows."""
+    def resume(self, batch: Batch) -> None:
+        """Rebuild the state from the record and carry on where the last worker stopped."""
+        record = self.record or Recorded()
+        cancelled = self.row.cancel_requested_at is not None and record.failed is None
+        self.state, step = ExecutionState.restore(
+            self.plan, record.finished, record.decisions, failed=record.failed, cancelled=cancelled
+        )
+        self.stopping = record.failed is not None or cancelled
+        self.nodes = dict(record.entries)
+        if self.state.unhandled is not None:
+            self.error = dict(self.nodes.get(self.state.unhandled, {}).get("error") or {})
+            self.execution_scope["error"] = self.error
+        elif record.failed is not None:
+            self.error = {"type": "Failed", "message": record.failed, "nodeId": None}
+        self.log.info("execution resumed", inFlight=sorted(record.in_flight))
+        batch.event("ExecutionResumed", inFlight=sorted(record.in_flight))
+        for node_id, attempt in record.in_flight.items():
+            self.attempt_of[node_id] = attempt
+            child = record.children.get(node_id)
+            if self.workflow.node(node_id).node_type == "subworkflow" and child is not None:
+                # The child runs on its own: keep waiting for it, do not start a second one.
+                if node_id in step.start:
+                    self.state.node_started(node_id)
+                self.awaiting[node_id] = child
+            elif node_id in step.start:
+                # Interrupted with its worker: it is attempted again, as its next attempt.
+                lost = {"type": "WorkerLost", "message": "the worker running this attempt stopped"}
+                batch.finish_attempt(node_id, attempt, "RetriableFailure", error=lost)
+        step = Step(
+            start=tuple(n for n in step.start if n not in self.awaiting),
+            skipped=step.skipped,
+            cancel=step.cancel,
+            outcome=step.outcome,
+        )
+        self.advance(step, batch)
+        if self.signals.cancel.is_set() and not self.stopping and self.outcome is None:
+            self.stop_for_cancel(batch)
+
+    async def pause_if_idle(self) -> str | None:
+        """Nothing runs here: finish waits whose children ended, or park, or release."""
+        if self.awaiting:
+            batch = self.batch()
+            if await self.collect_children(batch):
+                await self.commit(batch)
+                self.spawn()
+                return None
+            if self.outcome is None and not self.waiting:
+                batch.park()
+                await self.commit(batch)
+                self.log.info("execution parked", awaiting=sorted(self.awaiting))
+                return PARKED
+        if self.draining and self.outcome is None:
+            return RELEASED
+        return None
+
+    async def next_transition(self, batch: Batch) -> None:
+        """Wait for the next node to end (or a cancel, wake, drain or the deadline) and decide."""
         getter = asyncio.ensure_future(self.done.get())
         waits: set[asyncio.Future[Any]] = {getter}
-        timeout = None
+        signal_waits = {
+            "wake": asyncio.ensure_future(self.signals.wake.wait()),
+            "drain": asyncio.ensure_future(self.signals.drain.wait()),
+        }
         if not self.stopping:
-            waits.add(cancel_wait)
-            timeout = None if remaining is None else max(remaining, 0.0)
-        finished, _ = await asyncio.wait(
-            waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+            signal_waits["cancel"] = asyncio.ensure_future(self.signals.cancel.wait())
+        waits.update(signal_waits.values())
+        remaining = None if self.stopping else self.remaining()
+        try:
+            finished, _ = await asyncio.wait(
+                waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for future in signal_waits.values():
+                future.cancel()
         if getter in finished:
             node_id, result = getter.result()
             self.tasks.pop(node_id, None)
             self.finish_node(node_id, result, batch)
             return
         getter.cancel()
+        if signal_waits["wake"] in finished:
+            self.signals.wake.clear()
+            await self.collect_children(batch)
+        elif signal_waits["drain"] in finished and not self.draining:
+            self.draining = True
+            self.log.info("execution draining")
+        elif "cancel" in signal_waits and signal_waits["cancel"] in finished:
+            self.stop_for_cancel(batch)
+        elif not finished:
+            self.stopping = True
+            self.waiting.clear()
+            limit = format_duration(self.workflow.options.timeout or 0)
+            message = f"execution exceeded its timeout of {limit}"
+            self.error = {"type": "Timeout", "message": message, "nodeId": None}
+            batch.event("ExecutionStopping", reason=message)
+            self.advance(self.state.fail(message), batch)
+
+    def remaining(self) -> float | None:
+        """Seconds left of the execution's timeout, counted from when it first started."""
+        timeout = self.workflow.options.timeout
+        if timeout is None:
+            return None
+        started = self.row.started_at or datetime.now(UTC)
+        if self.row.status == "Pending":
+            started = datetime.fromisoformat(self.execution_scope["startedAt"])
+        return max(timeout - (datetime.now(UTC) - started).total_seconds(), 0.0)
+
+    def stop_for_cancel(self, batch: Batch) -> None:
+        self.log.info("execution cancel requested")
         self.stopping = True
         self.waiting.clear()
-        if cancel_wait in finished:
-            self.log.info("execution cancel requested")
-            self.advance(self.state.cancel(), batch)
-            return
-        limit = format_duration(self.workflow.options.timeout or 0)
-        message = f"execution exceeded its timeout of {limit}"
-        self.error = {"type": "Timeout", "message": message, "nodeId": None}
-        self.advance(self.state.fail(message), batch)
+        batch.event("ExecutionCancelling")
+        self.advance(self.state.cancel(), batch)
 
-    def finish_node(self, node_id: str, result: NodeResult | None, batch: Batch) -> None:
+    def finish_node(self, node_id: str, result: NodeResult | _Waiting | None, batch: Batch) -> None:
         """Record a node's end, route from it, and start what became ready."""
         attempt = self.attempt_of[node_id]
         node = self.workflow.node(node_id)
-        if result is None:  # the task was cancelled (fail-fast, cancel, timeout)
+        if isinstance(result, _Waiting):
+            self.awaiting[node_id] = result.child
+            batch.event("NodeWaiting", node_id, attempt, child=str(result.child.execution_id))
+            return
+        if result is None:  # cancelled (fail-fast, cancel, timeout)
             batch.finish_attempt(node_id, attempt, "Cancelled")
             batch.event("NodeCancelled", node_id, attempt)
             self.notify("NodeCancelled", node_id, {"attempt": attempt})
@@ -196,7 +313,7 @@ class ExecutionRun:
             "attempts": result.attempt,
         }
         self.nodes[node_id] = entry
-        if result.status == "Succeeded" and node.idempotency_key is not None:
+        if result.status == "Succeeded" and node.idempotency_key is not None and not result.reused:
             self.remember(node_id, attempt, result, batch)
         try:
             step = self.state.node_finished(
@@ -205,6 +322,8 @@ class ExecutionRun:
         except ConditionError as exc:
             self.error = error_dict(node_id, "ConditionError", str(exc))
             self.waiting.clear()
+            self.stopping = True
+            batch.event("ExecutionStopping", reason=str(exc))
             stop = self.state.fail(str(exc))
             # The failed routing left the state unchanged: record the result now (after fail
             # it routes nothing), so the node is not left running.
@@ -234,6 +353,11 @@ class ExecutionRun:
             task = self.tasks.get(node_id)
             if task is not None:
                 task.cancel()
+            elif node_id in self.awaiting:
+                self.cancel_child(self.awaiting.pop(node_id))
+                self.finish_node(node_id, None, batch)
+            elif node_id in self.attempt_of and self.state.statuses[node_id] == "Running":
+                self.finish_node(node_id, None, batch)  # in flight when its worker died
         self.waiting.extend(step.start)
         if step.outcome is not None and self.outcome is None:
             self.outcome = step.outcome
@@ -247,6 +371,8 @@ class ExecutionRun:
             if self.outcome is not None:
                 self.waiting.clear()
                 return
+            if self.draining:
+                return  # whoever resumes the execution starts them
             node_id = self.waiting.popleft()
             if not self.state.is_ready(node_id):
                 continue  # the execution is stopping: a queued node that was ready no longer is
@@ -258,7 +384,8 @@ class ExecutionRun:
     def prepare(self, node_id: str, batch: Batch) -> NodeResult | None:
         """Render and write the first attempt; a result when the node ends without running."""
         node = self.workflow.node(node_id)
-        self.attempt_of[node_id] = 1
+        attempt = self.attempt_of.get(node_id, 0) + 1
+        self.attempt_of[node_id] = attempt
         scope = self.scope()
         try:
             params = self.render(node.parameters, scope, f"node `{node_id}`", "parameters")
@@ -269,17 +396,17 @@ class ExecutionRun:
                 )
         except TemplateRenderError as exc:
             error = error_dict(node_id, "TemplateError", str(exc))
-            batch.record_attempt(node_id, 1, node.action_type, "Failed", error=error)
-            self.notify("NodeStarted", node_id, {"attempt": 1})
-            return NodeResult("Failed", 1, {}, error)
+            batch.record_attempt(node_id, attempt, node.action_type, "Failed", error=error)
+            self.notify("NodeStarted", node_id, {"attempt": attempt})
+            return NodeResult("Failed", attempt, {}, error)
         self.keys[node_id] = key
-        batch.start_attempt(node_id, 1, node.action_type, params)
-        self.notify("NodeStarted", node_id, {"attempt": 1})
+        batch.start_attempt(node_id, attempt, node.action_type, params)
+        self.notify("NodeStarted", node_id, {"attempt": attempt})
         self.to_spawn.append((node_id, params))
         return None
 
     def spawn(self) -> None:
-        """Start the tasks of nodes whose first attempt row is now committed."""
+        """Start the tasks of nodes whose attempt row is now committed."""
         for node_id, params in self.to_spawn:
             self.tasks[node_id] = asyncio.create_task(self.run_node(node_id, params))
         self.to_spawn.clear()
@@ -287,79 +414,115 @@ class ExecutionRun:
     async def run_node(self, node_id: str, params: Any) -> None:
         node = self.workflow.node(node_id)
         key = self.keys.get(node_id)
+        result: NodeResult | _Waiting | None
         try:
-            if key is not None:
-                reused = await self.reusable(node_id, key)
-                if reused is not None:
-                    await self.done.put((node_id, reused))
-                    return
-            if node.node_type == "subworkflow":
-                await self.done.put((node_id, await self.run_subworkflow(node, params)))
-                return
-            action_cls = registry.get(node.action_type or "")
-            runner = NodeAttempts(
-                node=node,
-                action=action_cls(),
-                context=ActionContext(
-                    execution_id=str(self.row.execution_id),
-                    workflow_id=self.row.workflow_id,
-                    node_id=node_id,
-                    correlation_id=self.row.correlation_id,
-                ),
-                timeout=node.timeout
-                or self.workflow.options.default_action_timeout
-                or self.settings.action_timeout,
-                render=functools.partial(self.render_parameters, node_id),
-                new_batch=self.batch,
-                commit=self.commit,
-                validate=functools.partial(_validate, action_cls.parameters_schema),
-            )
-            try:
-                result = await runner.run(params)
-            finally:
-                self.attempt_of[node_id] = max(runner.attempt, 1)
+            if key is not None and (reused := await self.reusable(node_id, key)) is not None:
+                result = reused
+            elif node.node_type == "subworkflow":
+                result = await self.start_subworkflow(node, params)
+            else:
+                async with self.node_slots:
+                    result = await self.run_action(node, params)
         except asyncio.CancelledError:
-            await self.done.put((node_id, None))
-            return
+            result = None
         except Exception as exc:  # the registry or the database failed: the node fails, not us
             error = error_dict(node_id, type(exc).__name__, str(exc))
             result = NodeResult("Failed", self.attempt_of[node_id], {}, error)
         await self.done.put((node_id, result))
 
-    async def run_subworkflow(self, node: Node, params: Any) -> NodeResult:
-        """Start the child; with waitForCompletion its outcome and outputs are the node's."""
+    async def run_action(self, node: Node, params: Any) -> NodeResult:
+        action_cls = registry.get(node.action_type or "")
+        runner = NodeAttempts(
+            node=node,
+            action=action_cls(),
+            context=ActionContext(
+                execution_id=str(self.row.execution_id),
+                workflow_id=self.row.workflow_id,
+                node_id=node.id,
+                correlation_id=self.row.correlation_id,
+            ),
+            timeout=node.timeout
+            or self.workflow.options.default_action_timeout
+            or self.settings.action_timeout,
+            render=functools.partial(self.render_parameters, node.id),
+            new_batch=self.batch,
+            commit=self.commit,
+            validate=functools.partial(_validate, action_cls.parameters_schema),
+            first_attempt=self.attempt_of[node.id],
+        )
+        try:
+            return await runner.run(params)
+        finally:
+            self.attempt_of[node.id] = max(runner.attempt, self.attempt_of[node.id])
+
+    # -- subworkflows ---------------------------------------------------------------------------
+
+    async def start_subworkflow(self, node: Node, params: Any) -> NodeResult | _Waiting:
+        """Start (or find again) the child; waiting for it does not hold this worker."""
         if self.children is None:
             raise RuntimeError("subworkflows need a conductor")
+        attempt = self.attempt_of[node.id]
         depth, limit = self.row.depth + 1, self.workflow.options.max_nesting_depth
         if depth > limit:
             message = (
                 f"subworkflow `{node.workflow_id}` would nest {depth} deep; the limit is {limit}"
             )
-            return NodeResult("Failed", 1, {}, error_dict(node.id, "NestingTooDeep", message))
+            return NodeResult("Failed", attempt, {}, error_dict(node.id, "NestingTooDeep", message))
         try:
             child = await self.children.start_child(self.row, node, params)
         except DwfError as exc:
-            return NodeResult("Failed", 1, {}, error_dict(node.id, type(exc).__name__, str(exc)))
-        child_id = str(child.execution_id)
-        task = asyncio.create_task(self.children.run(child.tenant, child.execution_id))
+            error = error_dict(node.id, type(exc).__name__, str(exc))
+            return NodeResult("Failed", attempt, {}, error)
         if not node.wait_for_completion:
-            self.background.add(task)  # a strong reference until it ends
-            task.add_done_callback(self.background.discard)
-            return NodeResult("Succeeded", 1, {"executionId": child_id})
-        try:
-            final = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # The parent stops waiting: the child is cancelled too, and given a moment to end.
+            return NodeResult("Succeeded", attempt, {"executionId": str(child.execution_id)})
+        if child.status in TERMINAL:
+            return self.child_result(node.id, child)
+        return _Waiting(child)
+
+    async def collect_children(self, batch: Batch) -> bool:
+        """Finish the subworkflow nodes whose child ended; True if any did."""
+        if not self.awaiting:
+            return False
+        async with self.commit_lock:
+            ended = await executions.ended(
+                self.conn, [c.execution_id for c in self.awaiting.values()]
+            )
+            await self.conn.commit()
+        by_id = {row.execution_id: row for row in ended}
+        finished = False
+        for node_id, child in list(self.awaiting.items()):
+            final = by_id.get(child.execution_id)
+            if final is not None:
+                del self.awaiting[node_id]
+                self.finish_node(node_id, self.child_result(node_id, final), batch)
+                finished = True
+        return finished
+
+    def child_result(self, node_id: str, child: ExecutionRow) -> NodeResult:
+        node = self.workflow.node(node_id)
+        child_id = str(child.execution_id)
+        outputs = {"executionId": child_id, "status": child.status, "outputs": child.outputs}
+        attempt = self.attempt_of[node_id]
+        if child.status == "Succeeded":
+            return NodeResult("Succeeded", attempt, outputs)
+        cause = (child.error or {}).get("message", child.status)
+        message = f"subworkflow `{node.workflow_id}` ({child_id}) ended {child.status}: {cause}"
+        return NodeResult(
+            "Failed", attempt, outputs, error_dict(node_id, "SubworkflowFailed", message)
+        )
+
+    def cancel_child(self, child: ExecutionRow) -> None:
+        """Cancel a child this execution no longer waits for (it cancels its own children)."""
+        if self.children is None:
+            return
+
+        async def cancel() -> None:
             with contextlib.suppress(DwfError):
-                await self.children.cancel(child.tenant, child.execution_id)
-            await asyncio.wait({task}, timeout=CHILD_CANCEL_GRACE_SECONDS)
-            raise
-        outputs = {"executionId": child_id, "status": final.status, "outputs": final.outputs}
-        if final.status == "Succeeded":
-            return NodeResult("Succeeded", 1, outputs)
-        cause = (final.error or {}).get("message", final.status)
-        message = f"subworkflow `{node.workflow_id}` ({child_id}) ended {final.status}: {cause}"
-        return NodeResult("Failed", 1, outputs, error_dict(node.id, "SubworkflowFailed", message))
+                await self.children.cancel(child.tenant, child.execution_id)  # type: ignore[union-attr]
+
+        task = asyncio.create_task(cancel())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     # -- expressions ----------------------------------------------------------------------------
 
@@ -372,26 +535,25 @@ class ExecutionRun:
             "execution": self.execution_scope,
         }
 
-    def render_parameters(self, node_id: str) -> Any:
-        node = self.workflow.node(node_id)
-        return self.render(node.parameters, self.scope(), f"node `{node_id}`", "parameters")
-
     def render(self, value: Any, scope: Mapping[str, Any], where: str, path: str) -> Any:
         """Render templates in `value` under the server's size cap."""
         return templates.render_value(
             value, scope, where=where, path=path, max_bytes=self.settings.max_rendered_bytes
         )
 
+    def render_parameters(self, node_id: str) -> Any:
+        node = self.workflow.node(node_id)
+        return self.render(node.parameters, self.scope(), f"node `{node_id}`", "parameters")
+
     def holds(self, entry: Mapping[str, Any], route: Route) -> bool:
         """Whether a route's condition holds for the entry of the node it leaves."""
         assert route.condition is not None
         scope = self.scope()
         scope["result"] = entry
-        where = f"edge {route.source} -> {route.target}"
         return conditions.evaluate(
             route.condition,
             scope,
-            where=where,
+            where=f"edge {route.source} -> {route.target}",
             time_limit=self.settings.condition_time_limit,
             memory_limit=self.settings.condition_memory_limit,
         )
@@ -406,35 +568,18 @@ class ExecutionRun:
             await self.conn.commit()
         if outputs is None:
             return None
+        attempt = self.attempt_of[node_id]
         batch = self.batch()
-        batch.finish_attempt(node_id, 1, "Succeeded", outputs)
-        # Mark the row reused: the action did not run again.
-        batch.statements.append(
-            (
-                "UPDATE action_executions SET reused = true"
-                " WHERE execution_id = %s AND node_id = %s AND attempt = 1",
-                (self.row.execution_id, node_id),
-            )
-        )
-        batch.event("NodeReused", node_id, 1, idempotencyKey=str(key))
+        batch.finish_attempt(node_id, attempt, "Succeeded", outputs, reused=True)
+        batch.event("NodeReused", node_id, attempt, idempotencyKey=str(key))
         await self.commit(batch)
-        return NodeResult("Succeeded", 1, outputs, reused=True)
+        return NodeResult("Succeeded", attempt, outputs, reused=True)
 
     def remember(self, node_id: str, attempt: int, result: NodeResult, batch: Batch) -> None:
         """Store resource links (or one synthetic link) so a rerun with the key reuses outputs."""
         key = str(self.keys.get(node_id))
-        links = result.resource_links or ()
         common = {"workflow_id": self.row.workflow_id, "node_id": node_id, "attempt": attempt}
-        if not links:
-            batch.link(
-                **common,
-                idempotency_key=key,
-                system=_SYSTEM,
-                resource_type="node-result",
-                external_id=f"{self.row.execution_id}/{node_id}",
-                url=None,
-                outputs=dict(result.outputs),
-            )
+        links = result.resource_links or ()
         for link in links:
             batch.link(
                 **common,
@@ -443,6 +588,16 @@ class ExecutionRun:
                 resource_type=link.resource_type,
                 external_id=link.external_id,
                 url=link.url,
+                outputs=dict(result.outputs),
+            )
+        if not links:
+            batch.link(
+                **common,
+                idempotency_key=key,
+                system=_SYSTEM,
+                resource_type="node-result",
+                external_id=f"{self.row.execution_id}/{node_id}",
+                url=None,
                 outputs=dict(result.outputs),
             )
 
@@ -463,14 +618,16 @@ class ExecutionRun:
         error = self.error if status == "Failed" else None
         if status == "Cancelled":
             error = {"type": "Cancelled", "message": "the execution was cancelled", "nodeId": None}
-        batch.finish_execution(status, outputs, error)
+        batch.finish_execution(
+            status, outputs, error, parent_execution_id=self.row.parent_execution_id
+        )
         self.log.info("execution finished", status=status)
         self.notify(f"Execution{status}", None, {"outputs": outputs, "error": error})
 
     # -- plumbing -------------------------------------------------------------------------------
 
     def batch(self) -> Batch:
-        return Batch(self.row.tenant, self.row.execution_id)
+        return Batch(self.row.tenant, self.row.execution_id, lease_owner=self.lease_owner)
 
     async def commit(self, batch: Batch) -> None:
         # One connection serves the whole run; node tasks commit retries through it too.
@@ -483,14 +640,12 @@ class ExecutionRun:
                 self.observer(kind, node_id, details)
 
 
+#: Fire-and-forget child cancels, kept referenced until they end.
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
 def _never(route: Route) -> bool:
     raise AssertionError(f"no condition is evaluated after the execution failed ({route})")
-
-
-def _now_iso() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat()
 
 
 @functools.lru_cache(maxsize=256)

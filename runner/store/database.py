@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -83,6 +83,22 @@ class Database:
         """A pooled connection inside a transaction: committed on exit, rolled back on error."""
         async with self.connection() as conn, conn.transaction():
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def listener(self, *channels: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A dedicated connection (outside the pool) LISTENing on `channels`; read its
+        `notifies()`. StoreError when it cannot connect."""
+        self._require_open()
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot listen on {self.url_for_display}: {exc}") from exc
+        try:
+            for channel in channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            yield conn
+        finally:
+            await conn.close()
 
     def _require_open(self) -> AsyncConnectionPool[Connection]:
         if self._pool is None:

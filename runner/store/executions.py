@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from runner.errors import LeaseLost
+
 ExecutionStatus = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
+LEASE_LOST_SQLSTATE = "DWL01"  # raised by dwf_hold_lease (migration 0002)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,24 @@ async def get(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> Ex
     return None if row is None else ExecutionRow.from_row(row)
 
 
+async def ended(conn: AsyncConnection, execution_ids: Sequence[uuid.UUID]) -> list[ExecutionRow]:
+    """Those of the given executions that have ended."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_executions WHERE execution_id = ANY(%s)"
+        " AND status IN ('Succeeded', 'Failed', 'Cancelled')",
+        (list(execution_ids),),
+    )
+    return [ExecutionRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def children(conn: AsyncConnection, parent_execution_id: uuid.UUID) -> list[ExecutionRow]:
+    """The subworkflow executions an execution started."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_executions WHERE parent_execution_id = %s", (parent_execution_id,)
+    )
+    return [ExecutionRow.from_row(r) for r in await cur.fetchall()]
+
+
 async def attempts(conn: AsyncConnection, execution_id: uuid.UUID) -> list[AttemptRow]:
     """Every attempt row of an execution, in the order they started."""
     cur = await conn.execute(
@@ -288,11 +310,16 @@ async def reusable_outputs(
 
 @dataclass(slots=True)
 class Batch:
-    """The writes of one transition of one execution, committed together by `commit`."""
+    """The writes of one transition of one execution, committed together by `commit`.
+
+    With a `lease_owner`, the transaction first takes the lease fence (`dwf_hold_lease`): if
+    another worker holds the execution now, nothing of the batch is written (LeaseLost).
+    """
 
     tenant: str
     execution_id: uuid.UUID
     statements: list[tuple[str, Sequence[Any]]] = field(default_factory=list)
+    lease_owner: str | None = None
 
     def start_attempt(
         self, node_id: str, attempt: int, action_type: str | None, parameters: Any
@@ -309,15 +336,23 @@ class Batch:
         self.event("NodeStarted", node_id, attempt)
 
     def finish_attempt(
-        self, node_id: str, attempt: int, status: str, outputs: Any = None, error: Any = None
+        self,
+        node_id: str,
+        attempt: int,
+        status: str,
+        outputs: Any = None,
+        error: Any = None,
+        *,
+        reused: bool = False,
     ) -> None:
-        """A running attempt ended; fenced so only a Running row changes."""
+        """A running attempt ended; fenced so only a Running row changes. `reused`: its
+        outputs came from an earlier execution with the same idempotency key."""
         self.statements.append(
             (
                 "UPDATE action_executions SET status = %s, outputs_json = %s, error_json = %s,"
-                " finished_at = clock_timestamp()"
+                " reused = %s, finished_at = clock_timestamp()"
                 " WHERE execution_id = %s AND node_id = %s AND attempt = %s AND status = 'Running'",
-                (status, _json(outputs), _json(error), self.execution_id, node_id, attempt),
+                (status, _json(outputs), _json(error), reused, self.execution_id, node_id, attempt),
             )
         )
 
@@ -419,8 +454,16 @@ class Batch:
         )
         self.event("ExecutionStarted")
 
-    def finish_execution(self, status: str, outputs: Any = None, error: Any = None) -> None:
-        """The execution ends; fenced so a finished execution never changes again."""
+    def finish_execution(
+        self,
+        status: str,
+        outputs: Any = None,
+        error: Any = None,
+        *,
+        parent_execution_id: uuid.UUID | None = None,
+    ) -> None:
+        """The execution ends; fenced so a finished execution never changes again. Its queue
+        row goes, and a parent parked waiting for it is made claimable again."""
         self.statements.append(
             (
                 "UPDATE workflow_executions SET status = %s, outputs = %s, error = %s,"
@@ -430,6 +473,32 @@ class Batch:
             )
         )
         self.event(f"Execution{status}", error=error)
+        self.statements.append(
+            ("DELETE FROM execution_queue WHERE execution_id = %s", (self.execution_id,))
+        )
+        if parent_execution_id is not None:
+            self.statements.append(
+                (
+                    "UPDATE execution_queue SET status = 'ready', available_at = now()"
+                    " WHERE execution_id = %s AND status = 'waiting'",
+                    (parent_execution_id,),
+                )
+            )
+            self.statements.append(
+                ("SELECT pg_notify('dwf_child', %s), pg_notify('dwf_queue', '')",
+                 (str(parent_execution_id),))
+            )  # fmt: skip
+
+    def park(self) -> None:
+        """Give up the lease and the worker slot until a child this execution waits for ends."""
+        self.statements.append(
+            (
+                "UPDATE execution_queue SET status = 'waiting', lease_owner = NULL,"
+                " lease_expires_at = NULL, deliveries = 0 WHERE execution_id = %s",
+                (self.execution_id,),
+            )
+        )
+        self.event("ExecutionParked")
 
     def __bool__(self) -> bool:
         return bool(self.statements)
@@ -440,8 +509,20 @@ async def commit(conn: AsyncConnection, batch: Batch) -> None:
     out together, so a transition costs one round trip and one commit."""
     if not batch.statements:
         return
-    async with conn.pipeline(), conn.transaction():
-        await write(conn, batch)
+    try:
+        async with conn.pipeline(), conn.transaction():
+            if batch.lease_owner is not None:
+                await conn.execute(
+                    "SELECT dwf_hold_lease(%s, %s)", (batch.execution_id, batch.lease_owner)
+                )
+            await write(conn, batch)
+    except psycopg.Error as exc:
+        if exc.sqlstate == LEASE_LOST_SQLSTATE:
+            raise LeaseLost(
+                f"execution {batch.execution_id}: the lease of {batch.lease_owner} was taken "
+                "over by another worker; nothing was written"
+            ) from exc
+        raise
 
 
 async def write(conn: AsyncConnection, batch: Batch) -> None:

@@ -49,7 +49,7 @@ SLOW = {"id": "slow", "actionType": "core.delay", "parameters": {"duration": "30
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = api.create_app(settings)
+    application = api.create_app(settings, worker=True)
     async with application.router.lifespan_context(application):
         yield application
 

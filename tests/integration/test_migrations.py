@@ -161,7 +161,7 @@ async def test_an_edited_applied_migration_is_refused_naming_its_file(database_u
         await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
         with pytest.raises(MigrationError) as caught:
             await migrations.apply(conn)
-        [first] = await migrations.status(conn)
+        first, *_ = await migrations.status(conn)
     message = str(caught.value)
     assert "runner/store/migrations/0001_initial.sql" in message
     assert "never edit an applied migration" in message

@@ -1,0 +1,241 @@
+"""A worker: claims queued executions and conducts them, any number per machine and database.
+
+It wakes on LISTEN (`dwf_queue`) and also polls, since NOTIFY is only a hint; it holds each
+claimed execution under a lease it renews every `heartbeat_seconds`; it runs at most
+`worker_executions` executions and `worker_nodes` action attempts at once. An execution whose
+workers keep dying is moved to dead letters after `max_deliveries` claims. On shutdown it stops
+claiming, lets running nodes finish for `shutdown_grace_seconds`, then gives every execution it
+still holds back to the queue, where another worker resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+
+import structlog
+
+from runner.engine.conductor import Conductor
+from runner.engine.run import PARKED, RELEASED
+from runner.errors import LeaseLost, NotFound
+from runner.settings import Settings
+from runner.store import executions, queue
+from runner.store.executions import ExecutionRow
+from runner.store.queue import Claim
+
+_log = structlog.get_logger("runner.worker")
+#: How often stuck waiting executions are looked for (a safety net for a lost wake-up).
+SWEEP_SECONDS = 5.0
+#: How often `run_until` looks at the execution it waits for, when another worker runs it.
+FOLLOW_SECONDS = 0.1
+
+
+class Worker:
+    """Claims and conducts executions until stopped."""
+
+    def __init__(
+        self,
+        conductor: Conductor,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.conductor, self.settings = conductor, settings
+        self.db = conductor.db
+        self.owner = name or worker_name()
+        self.correlation_id = correlation_id
+        self.node_slots = asyncio.Semaphore(settings.worker_nodes)
+        self.running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.lost: set[uuid.UUID] = set()
+        self.work = asyncio.Event()
+        self.stopping = False
+        self.log = _log.bind(worker=self.owner)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then shut down gracefully."""
+        helpers = [
+            asyncio.create_task(self._listen(), name="worker listen"),
+            asyncio.create_task(self._heartbeat(), name="worker heartbeat"),
+            asyncio.create_task(self._sweep(), name="worker sweep"),
+        ]
+        claiming = asyncio.create_task(self._claim_loop(), name="worker claim")
+        self.log.info("worker started", executions=self.settings.worker_executions)
+        try:
+            await stop.wait()
+        finally:
+            self.stopping = True
+            self.work.set()
+            await asyncio.gather(claiming, return_exceptions=True)
+            await self._drain()
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self.log.info("worker stopped")
+
+    async def run_until(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
+        """Work (on this worker's scope) until one execution has ended; return its final row."""
+        stop = asyncio.Event()
+        worker = asyncio.create_task(self.run(stop))
+        try:
+            while True:
+                async with self.db.connection() as conn:
+                    row = await executions.get(conn, tenant, execution_id)
+                if row is None:
+                    raise NotFound(f"execution {execution_id} does not exist")
+                if row.status in executions.TERMINAL:
+                    return row
+                if worker.done():
+                    worker.result()  # surface why the worker stopped
+                self.work.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finished_one(), FOLLOW_SECONDS)
+        finally:
+            stop.set()
+            await worker
+
+    async def _finished_one(self) -> None:
+        if self.running:
+            await asyncio.wait(list(self.running.values()))
+        else:
+            await asyncio.sleep(FOLLOW_SECONDS)
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self.stopping:
+            free = self.settings.worker_executions - len(self.running)
+            claims: list[Claim] = []
+            if free > 0:
+                try:
+                    async with self.db.connection() as conn:
+                        claims = await queue.claim(
+                            conn,
+                            self.owner,
+                            free,
+                            self.settings.lease_seconds,
+                            correlation_id=self.correlation_id,
+                        )
+                except Exception:  # the database may come back: keep polling
+                    self.log.exception("claim failed")
+            for claim in claims:
+                self.running[claim.execution_id] = asyncio.create_task(
+                    self._conduct(claim), name=f"execution {claim.execution_id}"
+                )
+            if claims and len(claims) == free:
+                continue  # there may be more: claim again once slots free
+            self.work.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.work.wait(), self.settings.poll_seconds)
+
+    async def _conduct(self, claim: Claim) -> None:
+        log = self.log.bind(executionId=str(claim.execution_id), deliveries=claim.deliveries)
+        released = False
+        try:
+            if claim.deliveries > self.settings.max_deliveries:
+                reason = (
+                    f"gave up after {claim.deliveries - 1} deliveries: the workers running it "
+                    "kept stopping (crashed, killed or lost their lease)"
+                )
+                async with self.db.connection() as conn:
+                    await queue.dead_letter(conn, claim, self.owner, reason)
+                log.warning("execution dead-lettered", reason=reason)
+                return
+            result = await self.conductor.conduct(claim, self.owner, node_slots=self.node_slots)
+            if result == RELEASED:
+                await self._release(claim.execution_id)
+                released = True
+            elif result == PARKED:
+                log.info("execution parked")
+        except LeaseLost:
+            log.warning("lease lost: another worker runs this execution now")
+        except asyncio.CancelledError:
+            if claim.execution_id not in self.lost and not released:
+                await self._release(claim.execution_id)
+        except Exception:
+            log.exception("execution crashed")
+        finally:
+            self.running.pop(claim.execution_id, None)
+            self.lost.discard(claim.execution_id)
+            self.work.set()
+
+    async def _release(self, execution_id: uuid.UUID) -> None:
+        with contextlib.suppress(Exception):
+            async with self.db.connection() as conn:
+                await queue.release(conn, execution_id, self.owner)
+
+    async def _drain(self) -> None:
+        """Let running nodes finish (no new ones start), then hand the rest back."""
+        if not self.running:
+            return
+        self.log.info("draining", executions=len(self.running))
+        self.conductor.drain_all()
+        _, pending = await asyncio.wait(
+            list(self.running.values()), timeout=self.settings.shutdown_grace_seconds
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- background duties ----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        channels = (queue.QUEUE_CHANNEL, queue.CANCEL_CHANNEL, queue.CHILD_CHANNEL)
+        while True:
+            try:
+                async with self.db.listener(*channels) as conn:
+                    self.work.set()  # anything queued while we were not listening
+                    async for notify in conn.notifies():
+                        self._dispatch(notify.channel, notify.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.warning("listener lost; polling until it is back", exc_info=True)
+                await asyncio.sleep(self.settings.poll_seconds)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == queue.QUEUE_CHANNEL:
+            self.work.set()
+            return
+        try:
+            execution_id = uuid.UUID(payload)
+        except ValueError:
+            return
+        if channel == queue.CANCEL_CHANNEL:
+            self.conductor.request_cancel(execution_id)
+        elif channel == queue.CHILD_CHANNEL:
+            self.conductor.wake(execution_id)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            if not self.running:
+                continue
+            try:
+                async with self.db.connection() as conn:
+                    held = await queue.renew(conn, self.owner, self.settings.lease_seconds)
+            except Exception:
+                self.log.warning("lease renewal failed", exc_info=True)
+                continue
+            for execution_id, task in list(self.running.items()):
+                if execution_id not in held and not task.done():
+                    # Another worker took it over (we were paused past the lease): stop
+                    # without writing; the fence would refuse our writes anyway.
+                    self.lost.add(execution_id)
+                    self.log.warning("lease lost", executionId=str(execution_id))
+                    task.cancel()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            with contextlib.suppress(Exception):
+                async with self.db.connection() as conn:
+                    await queue.sweep_waiting(conn)
+
+
+def worker_name() -> str:
+    """A readable, unique name for a worker: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
