@@ -19,7 +19,7 @@ from runner.plan import checksum, compiler
 from runner.settings import Settings
 from runner.spec.model import Node, thaw
 from runner.store import executions, queue, workflows
-from runner.store.database import Database
+from runner.store.database import Connection, Database
 from runner.store.executions import ExecutionRow, NewExecution
 from runner.store.queue import Claim
 from runner.store.workflows import DefinitionRow, SourceKind, WorkflowStatus
@@ -276,7 +276,7 @@ class Conductor:
         async with self.db.transaction() as conn:
             requested = await executions.request_cancel(conn, tenant, execution_id)
             if requested:
-                await queue.request_cancel(conn, execution_id)
+                await _request_cancel_tree(conn, tenant, execution_id)
             row = await executions.get(conn, tenant, execution_id)
         if row is None:
             raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
@@ -284,6 +284,17 @@ class Conductor:
             raise Conflict(f"execution {execution_id} already ended {row.status}")
         self.request_cancel(execution_id)
         return row
+
+
+async def _request_cancel_tree(conn: Connection, tenant: str, execution_id: uuid.UUID) -> None:
+    """Tell workers to cancel an execution whose cancel was just requested. A parked one has no
+    worker to cancel the children it waits for until a slot frees to resume it, which may be
+    long after (the slots may be taken by those very children): its awaited children, and
+    theirs while parked, are asked to cancel here and now."""
+    if await queue.request_cancel(conn, execution_id):
+        for child_id in await executions.awaited_children(conn, execution_id):
+            if await executions.request_cancel(conn, tenant, child_id):
+                await _request_cancel_tree(conn, tenant, child_id)
 
 
 def _manual_defaults(definition: Mapping[str, Any]) -> dict[str, Any]:

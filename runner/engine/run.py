@@ -235,10 +235,11 @@ class ExecutionRun:
         """Wait for the next node to end (or a cancel, wake, drain or the deadline) and decide."""
         getter = asyncio.ensure_future(self.done.get())
         waits: set[asyncio.Future[Any]] = {getter}
-        signal_waits = {
-            "wake": asyncio.ensure_future(self.signals.wake.wait()),
-            "drain": asyncio.ensure_future(self.signals.drain.wait()),
-        }
+        signal_waits = {"wake": asyncio.ensure_future(self.signals.wake.wait())}
+        if not self.draining:
+            # Once draining, the event stays set: waiting on it again would return at once,
+            # and the loop would spin on the CPU until the running nodes end.
+            signal_waits["drain"] = asyncio.ensure_future(self.signals.drain.wait())
         if not self.stopping:
             signal_waits["cancel"] = asyncio.ensure_future(self.signals.cancel.wait())
         waits.update(signal_waits.values())
@@ -259,7 +260,7 @@ class ExecutionRun:
         if signal_waits["wake"] in finished:
             self.signals.wake.clear()
             await self.collect_children(batch)
-        elif signal_waits["drain"] in finished and not self.draining:
+        elif "drain" in signal_waits and signal_waits["drain"] in finished:
             self.draining = True
             self.log.info("execution draining")
         elif "cancel" in signal_waits and signal_waits["cancel"] in finished:

@@ -204,6 +204,21 @@ async def children(conn: AsyncConnection, parent_execution_id: uuid.UUID) -> lis
     return [ExecutionRow.from_row(r) for r in await cur.fetchall()]
 
 
+async def awaited_children(conn: AsyncConnection, execution_id: uuid.UUID) -> list[uuid.UUID]:
+    """The unfinished subworkflow executions an execution waits for (their node still runs)."""
+    cur = await conn.execute(
+        """
+        SELECT c.execution_id FROM workflow_executions c
+        WHERE c.parent_execution_id = %s AND c.status IN ('Pending', 'Running')
+          AND EXISTS (SELECT 1 FROM action_executions a
+                      WHERE a.execution_id = c.parent_execution_id
+                        AND a.node_id = c.parent_node_id AND a.status = 'Running')
+        """,
+        (execution_id,),
+    )
+    return [r["execution_id"] for r in await cur.fetchall()]
+
+
 async def attempts(conn: AsyncConnection, execution_id: uuid.UUID) -> list[AttemptRow]:
     """Every attempt row of an execution, in the order they started."""
     cur = await conn.execute(

@@ -118,16 +118,19 @@ async def drop(conn: AsyncConnection, execution_id: uuid.UUID) -> None:
     await conn.commit()
 
 
-async def request_cancel(conn: AsyncConnection, execution_id: uuid.UUID) -> None:
+async def request_cancel(conn: AsyncConnection, execution_id: uuid.UUID) -> bool:
     """Tell every worker (in the caller's transaction), and unpark a waiting execution so a
-    worker picks it up and cancels it (and its children)."""
-    await conn.execute(
+    worker picks it up and cancels it. True when it was parked: then no worker runs it to
+    cancel the children it waits for, and the caller does (`Conductor.cancel`)."""
+    cur = await conn.execute(
         "UPDATE execution_queue SET status = 'ready', available_at = now()"
-        " WHERE execution_id = %s AND status = 'waiting'",
+        " WHERE execution_id = %s AND status = 'waiting' RETURNING execution_id",
         (execution_id,),
     )
+    parked = await cur.fetchone() is not None
     await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(execution_id)))
     await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
+    return parked
 
 
 async def sweep_waiting(conn: AsyncConnection) -> int:
