@@ -8,7 +8,6 @@ round trip and one commit per transition, which is what keeps engine overhead pe
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runner.errors import LeaseLost
+from runner.store.rows import FromRow
 
 ExecutionStatus = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
@@ -28,7 +28,7 @@ LEASE_LOST_SQLSTATE = "DWL01"  # raised by dwf_hold_lease (migration 0002)
 
 
 @dataclass(frozen=True, slots=True)
-class ExecutionRow:
+class ExecutionRow(FromRow):
     """A row of `workflow_executions`."""
 
     execution_id: uuid.UUID
@@ -54,14 +54,9 @@ class ExecutionRow:
     finished_at: datetime | None
     cancel_requested_at: datetime | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ExecutionRow:
-        """Build from a dict row."""
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
-
 
 @dataclass(frozen=True, slots=True)
-class AttemptRow:
+class AttemptRow(FromRow):
     """A row of `action_executions`: one attempt of a node (attempt 0: Skipped, never run)."""
 
     action_execution_id: int
@@ -77,14 +72,9 @@ class AttemptRow:
     started_at: datetime
     finished_at: datetime | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> AttemptRow:
-        """Build from a dict row."""
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
-
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
+class EventRow(FromRow):
     """A row of `execution_events`."""
 
     event_id: int
@@ -94,11 +84,6 @@ class EventRow:
     kind: str
     data: dict[str, Any]
     created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> EventRow:
-        """Build from a dict row."""
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,13 +11,14 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runner.errors import Conflict, NotFound
+from runner.store.rows import FromRow
 
 WorkflowStatus = Literal["Draft", "Active", "Archived"]
 SourceKind = Literal["git", "local", "api"]
 
 
 @dataclass(frozen=True, slots=True)
-class WorkflowRow:
+class WorkflowRow(FromRow):
     """A row of `workflows`."""
 
     tenant: str
@@ -30,14 +30,9 @@ class WorkflowRow:
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> WorkflowRow:
-        """Build from a dict row."""
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
-
 
 @dataclass(frozen=True, slots=True)
-class DefinitionRow:
+class DefinitionRow(FromRow):
     """A row of `workflow_definitions`: one version of a workflow."""
 
     tenant: str
@@ -50,11 +45,6 @@ class DefinitionRow:
     source_commit: str | None
     source_path: str | None
     created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> DefinitionRow:
-        """Build from a dict row."""
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
     @property
     def source(self) -> str:
