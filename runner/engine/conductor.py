@@ -13,7 +13,7 @@ import structlog
 
 from runner.engine.record import recorded
 from runner.engine.requests import StartRequest, check_trigger
-from runner.engine.run import ExecutionRun, Observer, Signals
+from runner.engine.run import PARKED, RELEASED, ExecutionRun, Observer, Signals
 from runner.errors import Conflict, LeaseLost, NotFound
 from runner.plan import checksum, compiler
 from runner.settings import Settings
@@ -140,16 +140,39 @@ class Conductor:
         return await self.run(row.tenant, row.execution_id)
 
     async def run(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
-        """Run a queued execution (and its children) on a worker of this process until it
-        ends; if another worker has it, wait for that one to finish it."""
-        from runner.engine.worker import Worker
+        """Run a queued execution here until it ends; if another worker has it, or it parks to
+        wait for subworkflows, run a worker scoped to it (and its children) until it ends."""
+        from runner.engine.worker import Worker, worker_name
 
+        owner = worker_name()
         async with self.db.connection() as conn:
             row = await executions.get(conn, tenant, execution_id)
-        if row is None:
-            raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
+            if row is None:
+                raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
+            claims = await queue.claim(
+                conn, owner, 1, self.settings.lease_seconds, execution_id=execution_id
+            )
+        if claims:
+            # The fast path: conduct it right here, renewing its lease meanwhile.
+            renewing = asyncio.create_task(self._renew(owner))
+            try:
+                outcome = await self.conduct(claims[0], owner)
+            finally:
+                renewing.cancel()
+            if outcome not in (PARKED, RELEASED):
+                async with self.db.connection() as conn:
+                    final = await executions.get(conn, tenant, execution_id)
+                assert final is not None
+                return final
         worker = Worker(self, self.settings, correlation_id=row.correlation_id)
         return await worker.run_until(tenant, execution_id)
+
+    async def _renew(self, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            with contextlib.suppress(Exception):
+                async with self.db.connection() as conn:
+                    await queue.renew(conn, owner, self.settings.lease_seconds)
 
     async def conduct(
         self, claim: Claim, owner: str, *, node_slots: asyncio.Semaphore | None = None

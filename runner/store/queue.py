@@ -46,7 +46,9 @@ async def claim(
     owner: str,
     limit: int,
     lease_seconds: float,
+    *,
     correlation_id: str | None = None,
+    execution_id: uuid.UUID | None = None,
 ) -> list[Claim]:
     """Take up to `limit` executions: fresh ones, and ones whose lease expired (a dead worker's).
 
@@ -60,6 +62,7 @@ async def claim(
             SELECT execution_id FROM execution_queue
             WHERE ((status = 'ready' AND available_at <= now())
                    OR (status = 'claimed' AND lease_expires_at < now()))
+              AND (%(execution)s::uuid IS NULL OR execution_id = %(execution)s::uuid)
               -- `dwf run`'s own worker takes only the execution it runs and its children.
               AND (%(correlation)s::text IS NULL OR EXISTS (
                    SELECT 1 FROM workflow_executions e
@@ -76,7 +79,13 @@ async def claim(
         FROM next WHERE q.execution_id = next.execution_id
         RETURNING q.execution_id, q.tenant, q.deliveries
         """,
-        {"owner": owner, "limit": limit, "lease": lease_seconds, "correlation": correlation_id},
+        {
+            "owner": owner,
+            "limit": limit,
+            "lease": lease_seconds,
+            "correlation": correlation_id,
+            "execution": execution_id,
+        },
     )
     rows = await cur.fetchall()
     await conn.commit()
