@@ -27,7 +27,7 @@ from runner.actions.base import Action, ActionContext, ActionResult, ResourceLin
 from runner.errors import TemplateRenderError
 from runner.spec.durations import format_duration
 from runner.spec.model import Node
-from runner.store.executions import Batch
+from runner.store.batch import Batch
 
 NodeStatus = Literal["Succeeded", "Failed", "Cancelled"]
 

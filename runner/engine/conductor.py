@@ -18,6 +18,7 @@ from runner.errors import Conflict, LeaseLost, NotFound
 from runner.plan import checksum, compiler
 from runner.settings import Settings
 from runner.spec.model import Node, thaw
+from runner.store import batch as batch_store
 from runner.store import executions, queue, workflows
 from runner.store.database import Connection, Database
 from runner.store.executions import ExecutionRow, NewExecution
@@ -123,9 +124,9 @@ class Conductor:
             if created and row.parent_execution_id is not None:
                 await executions.link_child(conn, row)
             if created:
-                batch = executions.Batch(row.tenant, row.execution_id)
+                batch = batch_store.Batch(row.tenant, row.execution_id)
                 batch.event("ExecutionCreated", requestId=row.request_id)
-                await executions.write(conn, batch)
+                await batch_store.write(conn, batch)
                 # The outbox: the queue row commits with the execution, so no accepted start
                 # is ever lost between the two.
                 await queue.enqueue(conn, row.tenant, row.execution_id)
@@ -207,13 +208,13 @@ class Conductor:
                     )
                 await conn.commit()
                 if row.status == "Pending" and row.cancel_requested_at is not None:
-                    batch = executions.Batch(row.tenant, row.execution_id, lease_owner=owner)
+                    batch = batch_store.Batch(row.tenant, row.execution_id, lease_owner=owner)
                     error = {"type": "Cancelled", "message": "cancelled before it started"}
                     batch.finish_execution(
                         "Cancelled", error=error | {"nodeId": None},
                         parent_execution_id=row.parent_execution_id,
                     )  # fmt: skip
-                    await executions.commit(conn, batch)
+                    await batch_store.commit(conn, batch)
                     return "Cancelled"
                 run = ExecutionRun(
                     conn,
@@ -244,11 +245,11 @@ class Conductor:
         error = {"type": "InternalError", "message": f"{type(exc).__name__}: {exc}", "nodeId": None}
         with contextlib.suppress(Exception):
             async with self.db.connection() as conn:
-                batch = executions.Batch(row.tenant, row.execution_id, lease_owner=owner)
+                batch = batch_store.Batch(row.tenant, row.execution_id, lease_owner=owner)
                 batch.finish_execution(
                     "Failed", error=error, parent_execution_id=row.parent_execution_id
                 )
-                await executions.commit(conn, batch)
+                await batch_store.commit(conn, batch)
 
     def signals(self, execution_id: uuid.UUID) -> Signals | None:
         """The signals of an execution conducted in this process, if it is."""

@@ -38,8 +38,10 @@ from runner.plan.compiler import Plan, Route
 from runner.settings import Settings
 from runner.spec.durations import format_duration
 from runner.spec.model import Node
+from runner.store import batch as batch_store
 from runner.store import executions
-from runner.store.executions import TERMINAL, Batch, ExecutionRow
+from runner.store.batch import Batch
+from runner.store.executions import TERMINAL, ExecutionRow
 
 #: Called with (event kind, node id or None, details) as the execution progresses (`dwf run`).
 Observer = Callable[[str, str | None, Mapping[str, Any]], None]
@@ -633,7 +635,7 @@ class ExecutionRun:
     async def commit(self, batch: Batch) -> None:
         # One connection serves the whole run; node tasks commit retries through it too.
         async with self.commit_lock:
-            await executions.commit(self.conn, batch)
+            await batch_store.commit(self.conn, batch)
 
     def notify(self, kind: str, node_id: str | None, details: Mapping[str, Any]) -> None:
         if self.observer is not None:

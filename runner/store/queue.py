@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
-from runner.store.executions import Batch
+from runner.store import batch as batch_store
+from runner.store.batch import Batch
 
 QUEUE_CHANNEL = "dwf_queue"  # payload: empty; "there may be work"
 CANCEL_CHANNEL = "dwf_cancel"  # payload: an execution id whose cancel was requested
@@ -171,7 +173,7 @@ async def dead_letter(conn: AsyncConnection, claim: Claim, owner: str, reason: s
         (
             "UPDATE action_executions SET status = 'Failed', error_json = %s,"
             " finished_at = clock_timestamp() WHERE execution_id = %s AND status = 'Running'",
-            (_json({"type": "WorkerLost", "message": reason}), claim.execution_id),
+            (Jsonb({"type": "WorkerLost", "message": reason}), claim.execution_id),
         )
     )
     batch.finish_execution("Failed", error=error)
@@ -182,9 +184,7 @@ async def dead_letter(conn: AsyncConnection, claim: Claim, owner: str, reason: s
             (claim.execution_id, claim.tenant, claim.deliveries, reason, owner),
         )
     )
-    from runner.store import executions
-
-    await executions.commit(conn, batch)
+    await batch_store.commit(conn, batch)
     await drop(conn, claim.execution_id)
 
 
@@ -203,9 +203,3 @@ async def queue_depth(conn: AsyncConnection) -> dict[str, Any]:
     row = await cur.fetchone()
     await conn.commit()
     return dict(row or {})
-
-
-def _json(value: Any) -> Any:
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value)

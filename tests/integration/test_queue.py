@@ -17,8 +17,9 @@ from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
 from runner.engine.worker import Worker
 from runner.errors import LeaseLost
-from runner.store import executions, queue
-from runner.store.executions import Batch
+from runner.store import batch as batch_store
+from runner.store import queue
+from runner.store.batch import Batch
 
 pytestmark = pytest.mark.anyio
 
@@ -206,7 +207,7 @@ async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db,
     stale.finish_execution("Succeeded", outputs={"by": "old"})
     async with db.connection() as conn:
         with pytest.raises(LeaseLost, match="nothing was written"):
-            await executions.commit(conn, stale)
+            await batch_store.commit(conn, stale)
     # Not one statement of the batch went through, the queue row's delete included.
     assert await rows(db, "SELECT status, vars, outputs FROM workflow_executions") == [
         {"status": "Pending", "vars": None, "outputs": None}
@@ -221,11 +222,11 @@ async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db,
     current.start_execution({})
     current.finish_execution("Succeeded", outputs={"by": "new"})
     async with db.connection() as conn:
-        await executions.commit(conn, current)
+        await batch_store.commit(conn, current)
         late = Batch("default", execution_id, lease_owner="new")
         late.event("Late")
         with pytest.raises(LeaseLost):
-            await executions.commit(conn, late)
+            await batch_store.commit(conn, late)
     assert await rows(db, "SELECT status, outputs FROM workflow_executions") == [
         {"status": "Succeeded", "outputs": {"by": "new"}}
     ]
@@ -267,7 +268,7 @@ async def test_dead_letter_fails_the_execution_closes_attempts_and_leaves_the_qu
     opened.start_execution({})
     opened.start_attempt("a", 1, "core.echo", {})
     async with db.connection() as conn:
-        await executions.commit(conn, opened)
+        await batch_store.commit(conn, opened)
         with pytest.raises(LeaseLost):  # only the lease holder may give up on it
             await queue.dead_letter(conn, held, "intruder", "no")
         await queue.dead_letter(conn, held, "w", "gave up")
@@ -361,7 +362,7 @@ async def test_the_sweep_unparks_a_parent_whose_child_ended(db, conductor):
     parked.start_attempt("a", 1, None, {})  # the subworkflow node, waiting for the child
     parked.park()
     async with db.connection() as conn:
-        await executions.commit(conn, parked)
+        await batch_store.commit(conn, parked)
         assert await queue.sweep_waiting(conn) == 0  # the child still runs
         # The child ends without the wake-up reaching the parent (the race the sweep covers).
         await conn.execute(
