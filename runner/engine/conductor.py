@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from runner.engine.record import recorded
+from runner.engine.record import Recorded, recorded
 from runner.engine.requests import StartRequest, check_trigger
 from runner.engine.run import PARKED, RELEASED, ExecutionRun, Observer, Signals
 from runner.errors import Conflict, LeaseLost, NotFound
@@ -69,10 +69,12 @@ class Conductor:
 
     async def start(self, request: StartRequest) -> tuple[ExecutionRow, bool]:
         """Create a Pending execution; with a known request id, the existing one (created=False)."""
-        row, created, _ = await self._start(request)
+        row, created, _, _ = await self._start(request)
         return row, created
 
-    async def _start(self, request: StartRequest) -> tuple[ExecutionRow, bool, DefinitionRow]:
+    async def _start(
+        self, request: StartRequest, *, claim_as: str | None = None
+    ) -> tuple[ExecutionRow, bool, DefinitionRow, Claim | None]:
         payload = check_trigger(
             request.trigger,
             max_bytes=self.settings.max_trigger_bytes,
@@ -121,6 +123,7 @@ class Conductor:
                 depth=request.depth,
             )
             row, created = await executions.create(conn, new)
+            claim = None
             if created and row.parent_execution_id is not None:
                 await executions.link_child(conn, row)
             if created:
@@ -129,16 +132,25 @@ class Conductor:
                 await batch_store.write(conn, batch)
                 # The outbox: the queue row commits with the execution, so no accepted start
                 # is ever lost between the two.
-                await queue.enqueue(conn, row.tenant, row.execution_id)
-        return row, created, definition
+                claim = await queue.enqueue(
+                    conn,
+                    row.tenant,
+                    row.execution_id,
+                    claimed_by=claim_as,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+        return row, created, definition, claim
 
     async def execute(self, request: StartRequest) -> ExecutionRow:
         """Start and run to the end on a worker of this process (as `dwf run` does); a repeated
         request id returns the existing execution."""
-        row, created, _ = await self._start(request)
-        if not created:
+        from runner.engine.worker import worker_name
+
+        owner = worker_name()
+        row, created, definition, claim = await self._start(request, claim_as=owner)
+        if not created or claim is None:
             return row
-        return await self.run(row.tenant, row.execution_id)
+        return await self._run_here(claim, owner, row, (row, definition))
 
     async def run(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
         """Run a queued execution here until it ends; if another worker has it, or it parks to
@@ -154,19 +166,33 @@ class Conductor:
                 conn, owner, 1, self.settings.lease_seconds, execution_id=execution_id
             )
         if claims:
-            # The fast path: conduct it right here, renewing its lease meanwhile.
-            renewing = asyncio.create_task(self._renew(owner))
-            try:
-                outcome = await self.conduct(claims[0], owner)
-            finally:
-                renewing.cancel()
-            if outcome not in (PARKED, RELEASED):
-                async with self.db.connection() as conn:
-                    final = await executions.get(conn, tenant, execution_id)
-                assert final is not None
-                return final
+            return await self._run_here(claims[0], owner, row)
         worker = Worker(self, self.settings, correlation_id=row.correlation_id)
         return await worker.run_until(tenant, execution_id)
+
+    async def _run_here(
+        self,
+        claim: Claim,
+        owner: str,
+        row: ExecutionRow,
+        known: tuple[ExecutionRow, DefinitionRow] | None = None,
+    ) -> ExecutionRow:
+        """Conduct a claimed execution right here, renewing its lease meanwhile; if it parks,
+        a worker scoped to it (and its children) carries on until it ends."""
+        from runner.engine.worker import Worker
+
+        renewing = asyncio.create_task(self._renew(owner))
+        try:
+            outcome = await self.conduct(claim, owner, known=known)
+        finally:
+            renewing.cancel()
+        if outcome in (PARKED, RELEASED):
+            worker = Worker(self, self.settings, correlation_id=row.correlation_id)
+            return await worker.run_until(row.tenant, row.execution_id)
+        async with self.db.connection() as conn:
+            final = await executions.get(conn, row.tenant, row.execution_id)
+        assert final is not None
+        return final
 
     async def _renew(self, owner: str) -> None:
         while True:
@@ -176,13 +202,24 @@ class Conductor:
                     await queue.renew(conn, owner, self.settings.lease_seconds)
 
     async def conduct(
-        self, claim: Claim, owner: str, *, node_slots: asyncio.Semaphore | None = None
+        self,
+        claim: Claim,
+        owner: str,
+        *,
+        node_slots: asyncio.Semaphore | None = None,
+        known: tuple[ExecutionRow, DefinitionRow] | None = None,
     ) -> str | None:
         """Conduct a claimed execution: to its end, a park, or a release (drain). Returns the
-        outcome, PARKED or RELEASED, or None when there was nothing to run."""
+        outcome, PARKED or RELEASED, or None when there was nothing to run. `known`: the rows
+        of an execution this process just created (Pending), so they need no second read."""
         signals = self._signals.setdefault(claim.execution_id, Signals())
         try:
             async with self.db.connection() as conn:
+                if known is not None:
+                    row, definition = known
+                    return await self._conduct(
+                        conn, row, definition, owner=owner, signals=signals, node_slots=node_slots
+                    )
                 row = await executions.get(conn, claim.tenant, claim.execution_id)
                 if row is None or row.status in executions.TERMINAL:
                     if row is None:
@@ -207,38 +244,59 @@ class Conductor:
                         {node: child for node, child in kids.items() if node is not None},
                     )
                 await conn.commit()
-                if row.status == "Pending" and row.cancel_requested_at is not None:
-                    batch = batch_store.Batch(row.tenant, row.execution_id, lease_owner=owner)
-                    error = {"type": "Cancelled", "message": "cancelled before it started"}
-                    batch.finish_execution(
-                        "Cancelled", error=error | {"nodeId": None},
-                        parent_execution_id=row.parent_execution_id,
-                    )  # fmt: skip
-                    await batch_store.commit(conn, batch)
-                    return "Cancelled"
-                run = ExecutionRun(
+                return await self._conduct(
                     conn,
                     row,
-                    compiler.get_plan(definition.definition),
-                    self.settings,
+                    definition,
+                    owner=owner,
                     signals=signals,
-                    lease_owner=owner,
-                    record=record,
-                    observer=self.observer if row.parent_execution_id is None else None,
-                    children=self,
                     node_slots=node_slots,
+                    record=record,
                 )
-                try:
-                    return await run.conduct()
-                except (LeaseLost, asyncio.CancelledError):
-                    raise
-                except Exception as exc:
-                    # Our own failure (e.g. the database went away mid-run): never leave the
-                    # execution without a terminal status when it can still be written.
-                    await self._fail_internally(row, owner, exc)
-                    raise
         finally:
             self._signals.pop(claim.execution_id, None)
+
+    async def _conduct(
+        self,
+        conn: Any,
+        row: ExecutionRow,
+        definition: DefinitionRow,
+        *,
+        owner: str,
+        signals: Signals,
+        node_slots: asyncio.Semaphore | None,
+        record: Recorded | None = None,
+    ) -> str | None:
+        if row.status == "Pending" and row.cancel_requested_at is not None:
+            batch = batch_store.Batch(row.tenant, row.execution_id, lease_owner=owner)
+            error = {"type": "Cancelled", "message": "cancelled before it started"}
+            batch.finish_execution(
+                "Cancelled", error=error | {"nodeId": None},
+                parent_execution_id=row.parent_execution_id,
+            )  # fmt: skip
+            await batch_store.commit(conn, batch)
+            return "Cancelled"
+        run = ExecutionRun(
+            conn,
+            row,
+            compiler.get_plan(definition.definition),
+            self.settings,
+            signals=signals,
+            lease_owner=owner,
+            record=record,
+            observer=self.observer if row.parent_execution_id is None else None,
+            children=self,
+            node_slots=node_slots,
+        )
+        try:
+            return await run.conduct()
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # Our own failure (e.g. the database went away mid-run): never leave the
+            # execution without a terminal status when it can still be written.
+            await self._fail_internally(row, owner, exc)
+            raise
 
     async def _fail_internally(self, row: ExecutionRow, owner: str, exc: Exception) -> None:
         _log.exception("execution failed internally", executionId=str(row.execution_id))

@@ -33,14 +33,33 @@ class Claim:
     deliveries: int
 
 
-async def enqueue(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> None:
-    """Queue an execution in the caller's transaction; workers hear of it at commit."""
+async def enqueue(
+    conn: AsyncConnection,
+    tenant: str,
+    execution_id: uuid.UUID,
+    *,
+    claimed_by: str | None = None,
+    lease_seconds: float = 0.0,
+) -> Claim | None:
+    """Queue an execution in the caller's transaction; workers hear of it at commit. With
+    `claimed_by`, the caller keeps it (already claimed, nobody is notified): `dwf run`'s way
+    of running what it just started without a second round trip to claim it."""
+    if claimed_by is None:
+        await conn.execute(
+            "WITH queued AS (INSERT INTO execution_queue (execution_id, tenant) VALUES (%s, %s)"
+            " ON CONFLICT (execution_id) DO NOTHING RETURNING 1) SELECT pg_notify(%s, '')",
+            (execution_id, tenant, QUEUE_CHANNEL),
+        )
+        return None
     await conn.execute(
-        "INSERT INTO execution_queue (execution_id, tenant) VALUES (%s, %s)"
-        " ON CONFLICT (execution_id) DO NOTHING",
-        (execution_id, tenant),
+        """
+        INSERT INTO execution_queue (execution_id, tenant, status, lease_owner, lease_expires_at,
+            deliveries, claimed_at)
+        VALUES (%s, %s, 'claimed', %s, now() + make_interval(secs => %s), 1, now())
+        """,
+        (execution_id, tenant, claimed_by, lease_seconds),
     )
-    await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
+    return Claim(execution_id, tenant, 1)
 
 
 async def claim(

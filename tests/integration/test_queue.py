@@ -100,8 +100,8 @@ async def test_a_start_that_rolls_back_leaves_neither_row_nor_a_notification(
 ):
     real = queue.enqueue
 
-    async def enqueue_then_fail(conn, tenant, execution_id) -> None:
-        await real(conn, tenant, execution_id)
+    async def enqueue_then_fail(conn, tenant, execution_id, **options) -> None:
+        await real(conn, tenant, execution_id, **options)
         raise RuntimeError("the start failed after enqueueing")
 
     async with db.listener(queue.QUEUE_CHANNEL) as listener:
