@@ -214,51 +214,49 @@ class Conductor:
         of an execution this process just created (Pending), so they need no second read."""
         signals = self._signals.setdefault(claim.execution_id, Signals())
         try:
-            async with self.db.connection() as conn:
-                if known is not None:
-                    row, definition = known
-                    return await self._conduct(
-                        conn, row, definition, owner=owner, signals=signals, node_slots=node_slots
-                    )
-                row = await executions.get(conn, claim.tenant, claim.execution_id)
-                if row is None or row.status in executions.TERMINAL:
-                    if row is None:
-                        _log.warning(
-                            "queue row without execution dropped",
-                            executionId=str(claim.execution_id),
-                        )
-                    await queue.drop(conn, claim.execution_id)
+            record = None
+            if known is not None:
+                row, definition = known
+            else:
+                async with self.db.connection() as conn:
+                    found = await self._load(conn, claim)
+                if found is None:
                     return None
-                definition = await workflows.get_definition(
-                    conn, row.tenant, row.workflow_id, row.workflow_version
-                )
-                record = None
-                if row.status == "Running":
-                    kids = {
-                        c.parent_node_id: c
-                        for c in await executions.children(conn, row.execution_id)
-                    }
-                    record = recorded(
-                        await executions.attempts(conn, row.execution_id),
-                        await executions.events(conn, row.execution_id, limit=1_000_000),
-                        {node: child for node, child in kids.items() if node is not None},
-                    )
-                await conn.commit()
-                return await self._conduct(
-                    conn,
-                    row,
-                    definition,
-                    owner=owner,
-                    signals=signals,
-                    node_slots=node_slots,
-                    record=record,
-                )
+                row, definition, record = found
+            return await self._conduct(
+                row, definition, owner=owner, signals=signals, node_slots=node_slots, record=record
+            )
         finally:
             self._signals.pop(claim.execution_id, None)
 
+    async def _load(
+        self, conn: Any, claim: Claim
+    ) -> tuple[ExecutionRow, DefinitionRow, Recorded | None] | None:
+        """The claimed execution's rows (and its record, when it was running); None, and the
+        queue row dropped, when there is nothing to run."""
+        row = await executions.get(conn, claim.tenant, claim.execution_id)
+        if row is None or row.status in executions.TERMINAL:
+            if row is None:
+                _log.warning(
+                    "queue row without execution dropped", executionId=str(claim.execution_id)
+                )
+            await queue.drop(conn, claim.execution_id)
+            return None
+        definition = await workflows.get_definition(
+            conn, row.tenant, row.workflow_id, row.workflow_version
+        )
+        record = None
+        if row.status == "Running":
+            kids = {c.parent_node_id: c for c in await executions.children(conn, row.execution_id)}
+            record = recorded(
+                await executions.attempts(conn, row.execution_id),
+                await executions.events(conn, row.execution_id, limit=1_000_000),
+                {node: child for node, child in kids.items() if node is not None},
+            )
+        return row, definition, record
+
     async def _conduct(
         self,
-        conn: Any,
         row: ExecutionRow,
         definition: DefinitionRow,
         *,
@@ -274,10 +272,11 @@ class Conductor:
                 "Cancelled", error=error | {"nodeId": None},
                 parent_execution_id=row.parent_execution_id,
             )  # fmt: skip
-            await batch_store.commit(conn, batch)
+            async with self.db.connection() as conn:
+                await batch_store.commit(conn, batch)
             return "Cancelled"
         run = ExecutionRun(
-            conn,
+            self.db,
             row,
             compiler.get_plan(definition.definition),
             self.settings,

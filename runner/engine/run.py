@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
-from psycopg import AsyncConnection
 
 from runner.actions import registry
 from runner.actions.base import ActionContext
@@ -41,6 +40,7 @@ from runner.spec.model import Node
 from runner.store import batch as batch_store
 from runner.store import executions
 from runner.store.batch import Batch
+from runner.store.database import Database
 from runner.store.executions import TERMINAL, ExecutionRow
 
 #: Called with (event kind, node id or None, details) as the execution progresses (`dwf run`).
@@ -80,7 +80,7 @@ class ExecutionRun:
 
     def __init__(
         self,
-        conn: AsyncConnection,
+        db: Database,
         row: ExecutionRow,
         plan: Plan,
         settings: Settings,
@@ -92,7 +92,7 @@ class ExecutionRun:
         children: Children | None = None,
         node_slots: asyncio.Semaphore | None = None,
     ) -> None:
-        self.conn, self.row, self.plan, self.settings = conn, row, plan, settings
+        self.db, self.row, self.plan, self.settings = db, row, plan, settings
         self.workflow = plan.workflow
         self.signals, self.lease_owner, self.record = signals, lease_owner, record
         self.observer, self.children = observer, children
@@ -486,11 +486,8 @@ class ExecutionRun:
         """Finish the subworkflow nodes whose child ended; True if any did."""
         if not self.awaiting:
             return False
-        async with self.commit_lock:
-            ended = await executions.ended(
-                self.conn, [c.execution_id for c in self.awaiting.values()]
-            )
-            await self.conn.commit()
+        async with self.db.connection() as conn:
+            ended = await executions.ended(conn, [c.execution_id for c in self.awaiting.values()])
         by_id = {row.execution_id: row for row in ended}
         finished = False
         for node_id, child in list(self.awaiting.items()):
@@ -564,11 +561,10 @@ class ExecutionRun:
     # -- idempotency ----------------------------------------------------------------------------
 
     async def reusable(self, node_id: str, key: Any) -> NodeResult | None:
-        async with self.commit_lock:
+        async with self.db.connection() as conn:
             outputs = await executions.reusable_outputs(
-                self.conn, self.row.tenant, self.row.workflow_id, node_id, str(key)
+                conn, self.row.tenant, self.row.workflow_id, node_id, str(key)
             )
-            await self.conn.commit()
         if outputs is None:
             return None
         attempt = self.attempt_of[node_id]
@@ -633,9 +629,11 @@ class ExecutionRun:
         return Batch(self.row.tenant, self.row.execution_id, lease_owner=self.lease_owner)
 
     async def commit(self, batch: Batch) -> None:
-        # One connection serves the whole run; node tasks commit retries through it too.
-        async with self.commit_lock:
-            await batch_store.commit(self.conn, batch)
+        # A pooled connection per transition, not one held for the whole run: a worker runs
+        # far more executions at once than it keeps connections. The lock keeps a run's own
+        # transactions (the loop's and its retrying nodes') in the order they were made.
+        async with self.commit_lock, self.db.connection() as conn:
+            await batch_store.commit(conn, batch)
 
     def notify(self, kind: str, node_id: str | None, details: Mapping[str, Any]) -> None:
         if self.observer is not None:
