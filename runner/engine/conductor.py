@@ -181,7 +181,7 @@ class Conductor:
         a worker scoped to it (and its children) carries on until it ends."""
         from runner.engine.worker import Worker
 
-        renewing = asyncio.create_task(self._renew(owner))
+        renewing = asyncio.create_task(self._renew(owner, claim.execution_id))
         try:
             outcome = await self.conduct(claim, owner, known=known)
         finally:
@@ -194,12 +194,12 @@ class Conductor:
         assert final is not None
         return final
 
-    async def _renew(self, owner: str) -> None:
+    async def _renew(self, owner: str, execution_id: uuid.UUID) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             with contextlib.suppress(Exception):
                 async with self.db.connection() as conn:
-                    await queue.renew(conn, owner, self.settings.lease_seconds)
+                    await queue.renew(conn, owner, self.settings.lease_seconds, [execution_id])
 
     async def conduct(
         self,

@@ -212,15 +212,20 @@ class Worker:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
-            if not self.running:
+            # Only executions claimed before the renewal: one claimed meanwhile is not in
+            # `held` yet, and must not be taken for lost.
+            running = dict(self.running)
+            if not running:
                 continue
             try:
                 async with self.db.connection() as conn:
-                    held = await queue.renew(conn, self.owner, self.settings.lease_seconds)
+                    held = await queue.renew(
+                        conn, self.owner, self.settings.lease_seconds, list(running)
+                    )
             except Exception:
                 self.log.warning("lease renewal failed", exc_info=True)
                 continue
-            for execution_id, task in list(self.running.items()):
+            for execution_id, task in running.items():
                 if execution_id not in held and not task.done():
                     # Another worker took it over (we were paused past the lease): stop
                     # without writing; the fence would refuse our writes anyway.

@@ -113,15 +113,18 @@ async def claim(
     return [Claim(r["execution_id"], r["tenant"], r["deliveries"]) for r in rows]
 
 
-async def renew(conn: AsyncConnection, owner: str, lease_seconds: float) -> set[uuid.UUID]:
-    """Extend every lease this worker holds; returns the executions it still holds."""
+async def renew(
+    conn: AsyncConnection, owner: str, lease_seconds: float, execution_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Extend this worker's leases on the executions it is running; returns those it still
+    holds. Only those: a lease it holds on something it no longer runs is left to expire."""
     cur = await conn.execute(
         """
         UPDATE execution_queue SET lease_expires_at = now() + make_interval(secs => %s)
-        WHERE status = 'claimed' AND lease_owner = %s
+        WHERE status = 'claimed' AND lease_owner = %s AND execution_id = ANY(%s)
         RETURNING execution_id
         """,
-        (lease_seconds, owner),
+        (lease_seconds, owner, execution_ids),
     )
     held = {r["execution_id"] for r in await cur.fetchall()}
     await conn.commit()

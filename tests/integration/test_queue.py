@@ -175,7 +175,7 @@ async def test_an_expired_lease_is_claimed_again_and_counts_a_delivery(db, condu
     row = await queued(db, execution_id)
     assert row is not None and row["lease_owner"] == "b"
     async with db.connection() as conn:
-        assert await queue.renew(conn, "a", 30) == set()  # a no longer holds it
+        assert await queue.renew(conn, "a", 30, [execution_id]) == set()  # a no longer holds it
 
 
 async def test_renew_extends_only_the_owners_leases(db, conductor):
@@ -186,12 +186,22 @@ async def test_renew_extends_only_the_owners_leases(db, conductor):
     if before[mine]["lease_owner"] != "me":
         mine, theirs = theirs, mine
     async with db.connection() as conn:
-        held = await queue.renew(conn, "me", 60)
+        held = await queue.renew(conn, "me", 60, [mine, theirs])
     after = {r["execution_id"]: r for r in await rows(db, "SELECT * FROM execution_queue")}
     assert held == {mine}
     gained = after[mine]["lease_expires_at"] - before[mine]["lease_expires_at"]
     assert gained.total_seconds() > 50
     assert after[theirs] == before[theirs]
+
+
+async def test_renew_leaves_leases_the_worker_no_longer_runs_to_expire(db, conductor):
+    running, forgotten = await start(conductor), await start(conductor)
+    await claim(db, "me", limit=2, lease=5)
+    async with db.connection() as conn:
+        held = await queue.renew(conn, "me", 60, [running])
+    after = {r["execution_id"]: r for r in await rows(db, "SELECT * FROM execution_queue")}
+    assert held == {running}
+    assert after[forgotten]["lease_expires_at"] < after[running]["lease_expires_at"]
 
 
 async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db, conductor):
