@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from engine_bench import echo, workflow  # bench/ is on sys.path when run as a script
 
 from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
@@ -68,28 +69,6 @@ STALL_SECONDS = 15.0
 SPEED_SPREAD = 1.15  # probes slower than the idle ones by more: the host slowed us down
 NOISY_CORES = 0.15  # CPU used by processes that are not ours nor Postgres: another load ran
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
-
-
-def echo(node_id: str, *targets: str) -> dict[str, Any]:
-    node: dict[str, Any] = {
-        "id": node_id,
-        "actionType": "core.echo",
-        "parameters": {"message": "{{ trigger.n }}"},
-    }
-    if targets:
-        node["edges"] = [{"targetNode": t} for t in targets]
-    return node
-
-
-def workflow(workflow_id: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "dataworkflows/v1",
-        "kind": "Workflow",
-        "id": workflow_id,
-        "status": "active",
-        "startNode": nodes[0]["id"],
-        "nodes": nodes,
-    }
 
 
 THREE = workflow("queue-bench-3", [echo("a", "b"), echo("b", "c"), echo("c")])
