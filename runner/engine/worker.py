@@ -122,14 +122,22 @@ class Worker:
                 except Exception:  # the database may come back: keep polling
                     self.log.exception("claim failed")
             for claim in claims:
-                self.running[claim.execution_id] = asyncio.create_task(
+                task = asyncio.create_task(
                     self._conduct(claim), name=f"execution {claim.execution_id}"
                 )
+                self.running[claim.execution_id] = task
+                # A task cancelled before its first step never runs _conduct's `finally`.
+                task.add_done_callback(lambda t, key=claim.execution_id: self._forget(key, t))
             if claims and len(claims) == free:
                 continue  # there may be more: claim again once slots free
             self.work.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.work.wait(), self.settings.poll_seconds)
+
+    def _forget(self, execution_id: uuid.UUID, task: asyncio.Task[None]) -> None:
+        if self.running.get(execution_id) is task:
+            del self.running[execution_id]
+            self.work.set()
 
     async def _conduct(self, claim: Claim) -> None:
         log = self.log.bind(executionId=str(claim.execution_id), deliveries=claim.deliveries)
