@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runner.errors import Conflict, NotFound
+from runner.store import triggers
 from runner.store.rows import FromRow
 
 WorkflowStatus = Literal["Draft", "Active", "Archived"]
@@ -108,7 +109,8 @@ async def record_version(
     """The version with this checksum, creating the workflow and version N+1 when new.
 
     A workflow managed by git is not changed from another source (Conflict). The workflow's
-    current version becomes this one and its status the given one. Run inside a transaction.
+    current version becomes this one and its status the given one, and its trigger rows follow.
+    Run inside a transaction.
     """
     await conn.execute(
         """
@@ -169,6 +171,7 @@ async def record_version(
         """,
         (version.version, status, display_name, tenant, workflow_id),
     )
+    await triggers.follow(conn, tenant, workflow_id)
     return version
 
 
