@@ -12,6 +12,7 @@
     │   ├── DatabaseClosed        the pool was used outside `async with` (or after it)
     │   ├── MigrationError        migrations cannot be applied (edited, missing, failed)
     │   └── LeaseLost             another worker took over an execution; nothing was written
+    ├── MissingCredential     a secret an action or trigger needs is not configured
     ├── InvalidRequest        a start or API request is malformed (payload not an object, too big)
     ├── NotFound              a workflow or execution does not exist (for this tenant)
     └── Conflict              the request contradicts the current state (e.g. managed by git)
@@ -74,6 +75,14 @@ class DatabaseClosed(StoreError):
 
 class MigrationError(StoreError):
     """Migrations cannot be applied: an applied one was edited, or one failed."""
+
+
+class MissingCredential(DwfError):
+    """A named secret is not configured; the message names it (never a value) and where to set it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class InvalidRequest(DwfError):
