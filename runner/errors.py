@@ -14,6 +14,8 @@
     │   └── LeaseLost             another worker took over an execution; nothing was written
     ├── MissingCredential     a secret an action or trigger needs is not configured
     ├── InvalidRequest        a start or API request is malformed (payload not an object, too big)
+    ├── SourceError           a git source cannot be fetched or read (unreachable, no branch)
+    ├── WebhookRejected       a webhook delivery is refused (signature, body); `status` says how
     ├── NotFound              a workflow or execution does not exist (for this tenant)
     └── Conflict              the request contradicts the current state (e.g. managed by git)
 
@@ -78,7 +80,7 @@ class MigrationError(StoreError):
 
 
 class MissingCredential(DwfError):
-    """A named secret is not configured; the message names it (never a value) and where to set it."""
+    """A named secret is not configured; the message names it (never its value) and where."""
 
     def __init__(self, name: str, message: str) -> None:
         super().__init__(message)
@@ -89,8 +91,21 @@ class InvalidRequest(DwfError):
     """A request to start or query something is malformed; the message names the field."""
 
 
+class SourceError(DwfError):
+    """A workflow repository cannot be fetched or read; the message names the repo and why."""
+
+
 class LeaseLost(StoreError):
     """Another worker holds the execution's lease now; the transaction wrote nothing."""
+
+
+class WebhookRejected(DwfError):
+    """A webhook delivery is refused: `status` is the HTTP answer (401 signature, 415 or 400 body,
+    404 no such hook, 422 activation condition failed), `kind` its problem type slug."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind = status, kind
 
 
 class NotFound(DwfError):

@@ -1,7 +1,8 @@
 """structlog set-up: JSON lines when not on a terminal, readable lines on one; to stderr.
 
 Lines about an execution carry executionId, workflowId, version and correlationId (bound once
-per run), and nodeId and attempt when they are about a node.
+per run), and nodeId and attempt when they are about a node. Secret values are masked (`***`)
+in every line, tracebacks included.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import sys
 
 import structlog
+
+from runner.credentials import masking
 
 
 def configure(log_format: str = "auto", level: str = "info") -> None:
@@ -27,6 +30,7 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            masking.mask_log_event,  # last before rendering: tracebacks are text by now
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

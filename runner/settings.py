@@ -29,6 +29,15 @@ DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
 DEFAULT_WORKER_EXECUTIONS = 32
 DEFAULT_WORKER_NODES = 64
+DEFAULT_SCHEDULER_POLL_SECONDS = 10.0
+DEFAULT_SYNC_BRANCH = "main"
+DEFAULT_SYNC_INTERVAL_SECONDS = 30.0
+DEFAULT_SYNC_MAX_ARCHIVE_SHARE = 0.5  # the mass-delete guard: at most half the git workflows
+DEFAULT_SYNC_WEBHOOK_SECRET = "sync-webhook"
+DEFAULT_HTTP_TIMEOUT_SECONDS = 30.0
+DEFAULT_HTTP_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_MONDAY_API_URL = "https://api.monday.com/v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +64,24 @@ class Settings:
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     worker_executions: int = DEFAULT_WORKER_EXECUTIONS
     worker_nodes: int = DEFAULT_WORKER_NODES
+    #: How often the scheduler re-reads the triggers besides their NOTIFY.
+    scheduler_poll_seconds: float = DEFAULT_SCHEDULER_POLL_SECONDS
     log_format: str = "auto"  # auto (console on a terminal, JSON otherwise) | json | console
+    # GitOps sync (SPEC §6): the repository (URL or path), branch, folder, interval, guard.
+    sync_repo: str | None = None
+    sync_branch: str = DEFAULT_SYNC_BRANCH
+    sync_path: str = ""
+    sync_interval: float = DEFAULT_SYNC_INTERVAL_SECONDS
+    sync_max_archive_share: float = DEFAULT_SYNC_MAX_ARCHIVE_SHARE
+    sync_allow_mass_delete: bool = False
+    sync_webhook_secret: str = DEFAULT_SYNC_WEBHOOK_SECRET  # the secret's name, not its value
+    # Connectors (SPEC §10): secrets folder, outbound HTTP limits, the APIs' base URLs.
+    secrets_dir: Path | None = None
+    http_allow_private: bool = False
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT_SECONDS
+    http_max_response_bytes: int = DEFAULT_HTTP_MAX_RESPONSE_BYTES
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    monday_api_url: str = DEFAULT_MONDAY_API_URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -80,7 +106,12 @@ class Settings:
             "DWF_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
             "DWF_WORKER_EXECUTIONS": ("worker_executions", int),
             "DWF_WORKER_NODES": ("worker_nodes", int),
+            "DWF_SCHEDULER_POLL_SECONDS": ("scheduler_poll_seconds", float),
             "DWF_PORT": ("port", int),
+            "DWF_SYNC_INTERVAL_SECONDS": ("sync_interval", float),
+            "DWF_SYNC_MAX_ARCHIVE_SHARE": ("sync_max_archive_share", float),
+            "DWF_HTTP_TIMEOUT_SECONDS": ("http_timeout", float),
+            "DWF_HTTP_MAX_RESPONSE_BYTES": ("http_max_response_bytes", int),
         }
         for name, (field, kind) in numbers.items():
             if env.get(name):
@@ -90,5 +121,35 @@ class Settings:
                     raise UsageError(f"{name}={env[name]!r} is not a {kind.__name__}") from exc
         if env.get("DWF_LOG_FORMAT"):
             values["log_format"] = env["DWF_LOG_FORMAT"]
+        if env.get("DWF_SECRETS_DIR"):
+            values["secrets_dir"] = Path(env["DWF_SECRETS_DIR"]).expanduser()
+        if env.get("DWF_HTTP_ALLOW_PRIVATE"):
+            values["http_allow_private"] = _flag("DWF_HTTP_ALLOW_PRIVATE", env)
+        for name, field in (
+            ("DWF_SLACK_API_URL", "slack_api_url"),
+            ("DWF_MONDAY_API_URL", "monday_api_url"),
+        ):
+            if env.get(name):
+                values[field] = env[name]
+        for name, field in (
+            ("DWF_SYNC_REPO", "sync_repo"),
+            ("DWF_SYNC_BRANCH", "sync_branch"),
+            ("DWF_SYNC_PATH", "sync_path"),
+            ("DWF_SYNC_WEBHOOK_SECRET", "sync_webhook_secret"),
+        ):
+            if env.get(name):
+                values[field] = env[name]
+        if env.get("DWF_SYNC_ALLOW_MASS_DELETE"):
+            values["sync_allow_mass_delete"] = _flag("DWF_SYNC_ALLOW_MASS_DELETE", env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return dataclasses.replace(cls(), **values)
+
+
+def _flag(name: str, env: Mapping[str, str]) -> bool:
+    """A boolean variable: 1/true/yes/on or 0/false/no/off (any case)."""
+    text = env[name].strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{name}={env[name]!r} is not a boolean (use true or false)")

@@ -10,7 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from runner.actions.services import ActionServices
 
 AttemptStatus = Literal["Succeeded", "Failed", "RetriableFailure"]
 
@@ -41,6 +44,26 @@ class ActionResult:
     outputs: Mapping[str, Any] = field(default_factory=dict)
     error: ActionError | None = None
     resource_links: tuple[ResourceLink, ...] = ()
+    #: A transient failure's server asked to wait this long (Retry-After) before the next try.
+    retry_after: float | None = None
+
+    def masked(self) -> ActionResult:
+        """This result with secret values masked in outputs, error and links (`***`)."""
+        from dataclasses import replace
+
+        from runner.credentials import masking
+
+        if masking.MASKER.pattern is None:
+            return self  # no secret revealed in this process: nothing to look for
+        mask = masking.mask
+        error = self.error
+        if error is not None:
+            error = ActionError(error.type, masking.mask_text(error.message))
+        links = tuple(
+            ResourceLink(link.system, link.resource_type, mask(link.external_id), mask(link.url))
+            for link in self.resource_links
+        )
+        return replace(self, outputs=mask(dict(self.outputs)), error=error, resource_links=links)
 
     @classmethod
     def ok(cls, outputs: Mapping[str, Any] | None = None, *links: ResourceLink) -> ActionResult:
@@ -48,11 +71,18 @@ class ActionResult:
         return cls("Succeeded", dict(outputs or {}), None, links)
 
     @classmethod
-    def failed(cls, error_type: str, message: str, *, transient: bool = False) -> ActionResult:
-        """A failed attempt; transient failures are retried by the node's retry policy."""
-        return cls(
-            "RetriableFailure" if transient else "Failed", {}, ActionError(error_type, message)
-        )
+    def failed(
+        cls,
+        error_type: str,
+        message: str,
+        *,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> ActionResult:
+        """A failed attempt; transient failures are retried by the node's retry policy (not
+        sooner than `retry_after` seconds, when the other side said so)."""
+        status: AttemptStatus = "RetriableFailure" if transient else "Failed"
+        return cls(status, {}, ActionError(error_type, message), (), retry_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +94,24 @@ class ActionContext:
     node_id: str
     attempt: int = 1
     correlation_id: str | None = None
+    #: Credentials, the shared HTTP client and connector settings; None: those of the
+    #: environment (`services` below).
+    shared: ActionServices | None = None
+
+    @property
+    def services(self) -> ActionServices:
+        """The services this attempt runs with."""
+        from runner.actions import services
+
+        return self.shared if self.shared is not None else services.for_settings()
+
+    def outbound_headers(self) -> dict[str, str]:
+        """Headers every outbound call carries: the execution's correlation id."""
+        if not self.correlation_id:
+            return {}
+        from runner.actions.services import CORRELATION_HEADER
+
+        return {CORRELATION_HEADER: self.correlation_id}
 
 
 class Action(ABC):

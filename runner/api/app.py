@@ -17,14 +17,18 @@ import structlog
 from fastapi import FastAPI
 
 import runner
-from runner.api import events, executions, health, limits, problems
+from runner.api import events, executions, health, hooks, limits, problems, triggers, workflows
+from runner.api import sync as sync_api
 from runner.engine.conductor import Conductor
 from runner.engine.worker import Worker
 from runner.settings import Settings
+from runner.store import catalog
 from runner.store.database import Database
 
 #: The largest request body the API reads (413 above it), checked before parsing.
 API_PREFIX = "/api/v1"
+#: At shutdown a sync in progress gets this long to finish before it is cancelled.
+SYNC_STOP_SECONDS = 5.0
 
 log = structlog.get_logger("runner.api")
 
@@ -35,10 +39,13 @@ def create_app(
     database: Database | None = None,
     migrate: bool = True,
     worker: bool = False,
+    sync: bool = False,
+    scheduler: bool = False,
 ) -> FastAPI:
     """The API for `settings`, on `database` or one its lifespan opens (and migrates unless
     `migrate=False`, which leaves the schema for `/ready` to report); `worker` also runs a
-    worker in this process."""
+    worker in this process, `sync` the GitOps sync of the settings' repository, `scheduler`
+    the scheduler of schedule triggers."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,10 +55,23 @@ def create_app(
                 db = await stack.enter_async_context(Database.open(settings, migrate=migrate))
             conductor = Conductor(db, settings)
             app.state.db, app.state.conductor = db, conductor
+            await catalog.publish_registry(db)  # SPEC §10: the catalog is written at start
             stop_worker = asyncio.Event()
             worker_task = None
             if worker:
                 worker_task = asyncio.create_task(Worker(conductor, settings).run(stop_worker))
+            sync_task = None
+            if sync:
+                from runner.sync.apply import syncer_for
+
+                sync_task = asyncio.create_task(syncer_for(db, settings).run(stop_worker))
+            scheduler_task = None
+            if scheduler:
+                from runner.triggers.scheduler import Scheduler
+
+                scheduler_task = asyncio.create_task(
+                    Scheduler(db, conductor, settings).run(stop_worker)
+                )
             log.info("api started", database=db.url_for_display, worker=worker)
             try:
                 yield
@@ -60,6 +80,12 @@ def create_app(
                 stop_worker.set()
                 if worker_task is not None:
                     await worker_task
+                if scheduler_task is not None:
+                    await scheduler_task
+                if sync_task is not None:
+                    # A sync cut off here rolls back whole; the next one applies the commit.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sync_task, SYNC_STOP_SECONDS)
 
     app = FastAPI(
         title="DataWorkflows runner",
@@ -72,6 +98,10 @@ def create_app(
         lifespan=lifespan,
         openapi_tags=[
             {"name": "executions", "description": "Start, inspect, follow and cancel executions."},
+            {"name": "workflows", "description": "Workflows, their versions and lifecycle."},
+            {"name": "sync", "description": "GitOps sync runs and the push webhook."},
+            {"name": "triggers", "description": "Triggers, their next fires and fire log."},
+            {"name": "webhooks", "description": "Signed webhook deliveries (no bearer token)."},
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
@@ -82,7 +112,9 @@ def create_app(
     problems.install(app)
     app.include_router(health.router)
     app.add_middleware(limits.BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (executions.router, events.router):
+    for router in (executions.router, events.router, workflows.router, sync_api.router):
+        app.include_router(router, prefix=API_PREFIX)
+    for router in (triggers.router, hooks.router):
         app.include_router(router, prefix=API_PREFIX)
     return app
 

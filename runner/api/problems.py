@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runner.credentials import masking
 from runner.errors import Conflict, DwfError, InvalidRequest, NotFound, StoreError
 
 PROBLEM_JSON = "application/problem+json"
@@ -61,6 +62,15 @@ class FieldError(InvalidRequest):
         self.field = field
 
 
+class DocumentErrors(InvalidRequest):
+    """A document in the request (a workflow definition) failed validation: 422, one entry in
+    `errors` per problem."""
+
+    def __init__(self, message: str, errors: Sequence[FieldProblem]) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+
 def response(
     request: Request,
     status: int,
@@ -81,6 +91,8 @@ def response(
     }
     if errors:
         document["errors"] = [e.model_dump() for e in errors]
+    # A detail or path may quote what the client sent, a secret among it: masked (SPEC §10).
+    document = masking.mask(document)
     return JSONResponse(document, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -93,6 +105,8 @@ def install(app: FastAPI) -> None:
 
 
 async def _runner_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DocumentErrors):
+        return response(request, 422, str(exc), kind="invalid-document", errors=exc.errors)
     if isinstance(exc, FieldError):
         errors = [FieldProblem(field=exc.field, message=str(exc))]
         return response(request, 400, str(exc), kind="invalid-request", errors=errors)

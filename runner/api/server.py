@@ -28,7 +28,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings, host: str, *, worker: bool = False) -> bool:
+async def serve(
+    settings: Settings,
+    host: str,
+    *,
+    worker: bool = False,
+    sync: bool = False,
+    scheduler: bool = False,
+) -> bool:
     """Serve until SIGTERM or SIGINT (a second one stops waiting for open requests).
 
     False when the server did not start (uvicorn logged why: the port is taken, say).
@@ -37,7 +44,9 @@ async def serve(settings: Settings, host: str, *, worker: bool = False) -> bool:
     # Opened here rather than in the app's lifespan, so a database that cannot be reached is
     # a DwfError for the caller to report in one line, not a traceback from inside uvicorn.
     async with Database.open(settings) as db:
-        application = api.create_app(settings, database=db, worker=worker)
+        application = api.create_app(
+            settings, database=db, worker=worker, sync=sync, scheduler=scheduler
+        )
         config = uvicorn.Config(
             application,
             host=host,

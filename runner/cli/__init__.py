@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from runner.cli import db, definitions, executions, serve
+from runner.cli import actions, db, definitions, executions, serve, sync, triggers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,5 +13,13 @@ def main() -> None:
     """DataWorkflows: lint, compile and run declarative workflows."""
 
 
-for _command in (*definitions.COMMANDS, *executions.COMMANDS, *db.COMMANDS, *serve.COMMANDS):
+for _command in (
+    *definitions.COMMANDS,
+    *executions.COMMANDS,
+    *db.COMMANDS,
+    *serve.COMMANDS,
+    *sync.COMMANDS,
+    *actions.COMMANDS,
+    *triggers.COMMANDS,
+):
     main.add_command(_command)

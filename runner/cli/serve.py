@@ -7,7 +7,7 @@ import sys
 
 import click
 
-ROLES = ("api", "worker")  # sync and scheduler come later
+ROLES = ("api", "worker", "sync", "scheduler")
 DEFAULT_HOST = "127.0.0.1"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -29,10 +29,22 @@ def _roles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 )  # fmt: skip
 @click.option(
     "--roles", default="api", show_default=True, callback=_roles,
-    help="Comma-separated roles this process plays: api, worker.",
+    help="Comma-separated roles this process plays: api, worker, sync, scheduler.",
 )  # fmt: skip
-def serve(host: str, port: int | None, roles: tuple[str, ...]) -> None:
-    """Serve the HTTP API (OpenAPI at /docs) until SIGTERM or SIGINT.
+@click.option("--repo", help="sync: the repository, a URL or a path (default: DWF_SYNC_REPO).")
+@click.option("--branch", help="sync: the branch (default: DWF_SYNC_BRANCH, else main).")
+@click.option("--path", "folder", help="sync: the repository's folder of workflows "
+              "(default: DWF_SYNC_PATH, else the root).")  # fmt: skip
+@click.option(
+    "--interval", type=click.FloatRange(min=1), default=None,
+    help="sync: seconds between syncs (default: DWF_SYNC_INTERVAL_SECONDS, else 30).",
+)  # fmt: skip
+def serve(  # noqa: PLR0917 (click passes every option)
+    host: str, port: int | None, roles: tuple[str, ...], repo: str | None, branch: str | None,
+    folder: str | None, interval: float | None,
+) -> None:  # fmt: skip
+    """Serve the HTTP API (OpenAPI at /docs) until SIGTERM or SIGINT; with the sync role, sync
+    the repository at start, every interval and on a push webhook (POST /api/v1/sync).
 
     Exit 0 after a clean stop, 1 when it cannot start, 2 when the database cannot be reached.
     """
@@ -42,15 +54,24 @@ def serve(host: str, port: int | None, roles: tuple[str, ...]) -> None:
     from runner.settings import Settings
 
     try:
-        settings = Settings.from_env(port=port)
+        settings = Settings.from_env(
+            port=port, sync_repo=repo, sync_branch=branch, sync_path=folder, sync_interval=interval
+        )
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
+    if "sync" in roles and not settings.sync_repo:
+        raise click.UsageError("the sync role needs a repository: --repo URL|PATH or DWF_SYNC_REPO")
     logs.configure(settings.log_format, "info")
     try:
         if "api" in roles:
-            started = asyncio.run(server.serve(settings, host, worker="worker" in roles))
+            started = asyncio.run(
+                server.serve(
+                    settings, host, worker="worker" in roles, sync="sync" in roles,
+                    scheduler="scheduler" in roles,
+                )
+            )
         else:
-            started = asyncio.run(_work(settings))
+            started = asyncio.run(_work(settings, roles))
     except StoreError as exc:
         click.echo(f"dwf serve: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -80,12 +101,13 @@ def worker() -> None:
     sys.exit(EXIT_OK)
 
 
-async def _work(settings: object) -> bool:
-    """A worker in this process until SIGTERM or SIGINT."""
+async def _work(settings: object, roles: tuple[str, ...] = ("worker",)) -> bool:
+    """The roles but the API (worker, sync, scheduler) in this process until SIGTERM or SIGINT."""
     import signal
 
     from runner.engine.conductor import Conductor
     from runner.engine.worker import Worker
+    from runner.store import catalog
     from runner.store.database import Database
 
     stop = asyncio.Event()
@@ -93,7 +115,20 @@ async def _work(settings: object) -> bool:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Database.open(settings) as db:  # type: ignore[arg-type]
-        await Worker(Conductor(db, settings), settings).run(stop)  # type: ignore[arg-type]
+        await catalog.publish_registry(db)  # SPEC §10: the catalog is written at start
+        jobs = []
+        if "sync" in roles:
+            from runner.sync.apply import syncer_for
+
+            jobs.append(syncer_for(db, settings).run(stop))  # type: ignore[arg-type]
+        if "worker" in roles:
+            jobs.append(Worker(Conductor(db, settings), settings).run(stop))  # type: ignore[arg-type]
+        if "scheduler" in roles:
+            from runner.triggers.scheduler import Scheduler
+
+            scheduler = Scheduler(db, Conductor(db, settings), settings)  # type: ignore[arg-type]
+            jobs.append(scheduler.run(stop))
+        await asyncio.gather(*jobs)
     return True
 
 

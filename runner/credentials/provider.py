@@ -3,7 +3,8 @@
 A secret's name is lower-case words joined by `-` or `.` (`slack-token`); its variable is the name
 upper-cased with `-` and `.` as `_` (`DWF_SECRET_SLACK_TOKEN`); its file is `<dir>/<name>` (a
 Kubernetes secret volume), read fresh each time so a rotated secret is picked up, with one
-trailing newline stripped. Every value handed out is remembered, so masking can find it.
+trailing newline stripped. Every value handed out is remembered (`revealed`, and the process's
+masker in `runner.credentials.masking`), so it is masked wherever it would leave the process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from runner.credentials import masking
 from runner.errors import MissingCredential
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -58,4 +60,5 @@ class CredentialProvider:
                 value = text[:-1] if text.endswith("\n") else text
         if value:
             self.revealed.add(value)
+            masking.remember(value)
         return value or None

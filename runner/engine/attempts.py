@@ -83,8 +83,11 @@ class NodeAttempts:
                 problem = await self._start_retry(state)
                 if problem is not None:
                     return problem
-            return await self._execute(state["parameters"])
+            # Masked where it comes from: what the engine keeps and what it stores agree.
+            return (await self._execute(state["parameters"])).masked()
 
+        if policy.max_attempts <= 1:  # nothing to retry: no tenacity machinery per node
+            return self._final(await once(), policy.max_attempts)
         wait = (
             wait_fixed(policy.initial_delay)
             if policy.backoff == "fixed"
@@ -94,7 +97,7 @@ class NodeAttempts:
         )
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.max_attempts),
-            wait=wait,
+            wait=_honouring_retry_after(wait),
             retry=retry_if_result(lambda r: r.status == "RetriableFailure"),
             before_sleep=self._record_retry,
             retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
@@ -140,6 +143,7 @@ class NodeAttempts:
             node_id=self.node.id,
             attempt=self.attempt,
             correlation_id=self.context.correlation_id,
+            shared=self.context.shared,
         )
         try:
             async with asyncio.timeout(self.timeout):
@@ -166,6 +170,22 @@ class NodeAttempts:
         return NodeResult(
             "Failed", self.attempt, {}, error_dict(self.node.id, result.error.type, message)
         )
+
+
+#: A server's Retry-After is honoured up to this long; a longer one waits this long.
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+def _honouring_retry_after(policy_wait: Callable[[RetryCallState], float]) -> Any:
+    """The policy's wait, or the failed attempt's `retry_after` when that is longer."""
+
+    def wait(retry_state: RetryCallState) -> float:
+        delay = policy_wait(retry_state)
+        outcome = retry_state.outcome
+        asked = None if outcome is None or outcome.failed else outcome.result().retry_after
+        return max(delay, min(asked, MAX_RETRY_AFTER_SECONDS)) if asked else delay
+
+    return wait
 
 
 def _checked(result: Any) -> ActionResult:

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from runner.engine.definitions import Definitions
 from runner.engine.record import Recorded, recorded
 from runner.engine.requests import StartRequest, check_trigger
 from runner.engine.run import PARKED, RELEASED, ExecutionRun, Observer, Signals
 from runner.errors import Conflict, LeaseLost, NotFound
 from runner.plan import checksum, compiler
 from runner.settings import Settings
-from runner.spec.model import Node, thaw
+from runner.spec.model import Node
 from runner.store import batch as batch_store
 from runner.store import executions, queue, workflows
 from runner.store.database import Connection, Database
@@ -39,6 +40,7 @@ class Conductor:
     def __init__(self, db: Database, settings: Settings, *, observer: Observer | None = None):
         self.db, self.settings, self.observer = db, settings, observer
         self._signals: dict[uuid.UUID, Signals] = {}
+        self.definitions = Definitions()
 
     async def register(
         self,
@@ -67,21 +69,30 @@ class Conductor:
                 source_path=source_path,
             )
 
-    async def start(self, request: StartRequest) -> tuple[ExecutionRow, bool]:
-        """Create a Pending execution; with a known request id, the existing one (created=False)."""
-        row, created, _, _ = await self._start(request)
+    async def start(
+        self, request: StartRequest, *, conn: Connection | None = None
+    ) -> tuple[ExecutionRow, bool]:
+        """Create a Pending execution; with a known request id, the existing one (created=False).
+
+        With `conn`, in the caller's transaction: a trigger fire commits its fire log and
+        cursor with the execution and its queue row, or none of them."""
+        row, created, _, _ = await self._start(request, conn=conn)
         return row, created
 
     async def _start(
-        self, request: StartRequest, *, claim_as: str | None = None
+        self,
+        request: StartRequest,
+        *,
+        claim_as: str | None = None,
+        conn: Connection | None = None,
     ) -> tuple[ExecutionRow, bool, DefinitionRow, Claim | None]:
         payload = check_trigger(
             request.trigger,
             max_bytes=self.settings.max_trigger_bytes,
             max_depth=self.settings.max_trigger_depth,
         )
-        async with self.db.transaction() as conn:
-            workflow = await workflows.get(conn, request.tenant, request.workflow_id)
+        async with _joined(self.db, conn) as joined:
+            workflow = await workflows.get(joined, request.tenant, request.workflow_id)
             if workflow is None:
                 raise NotFound(
                     f"workflow {request.workflow_id!r} does not exist in tenant {request.tenant!r}"
@@ -93,8 +104,11 @@ class Conductor:
                     f"workflow {request.workflow_id!r} is {workflow.status}; only Active "
                     f"workflows start executions{hint}"
                 )
-            definition = await workflows.get_definition(
-                conn, request.tenant, request.workflow_id, request.version
+            version = request.version or workflow.current_version
+            if version is None:
+                raise NotFound(f"workflow {request.workflow_id!r} has no version to run")
+            definition = await self.definitions.version(
+                joined, request.tenant, request.workflow_id, version
             )
             if request.trigger_type == "manual":
                 payload = _manual_defaults(definition.definition) | payload
@@ -112,7 +126,7 @@ class Conductor:
                 event={
                     "type": request.trigger_type,
                     "triggerId": request.trigger_id,
-                    "firedAt": datetime.now(UTC).isoformat(),
+                    "firedAt": (request.fired_at or datetime.now(UTC)).isoformat(),
                     "headers": headers,
                     "query": dict(request.query),
                 },
@@ -122,23 +136,11 @@ class Conductor:
                 parent_node_id=request.parent_node_id,
                 depth=request.depth,
             )
-            row, created = await executions.create(conn, new)
-            claim = None
-            if created and row.parent_execution_id is not None:
-                await executions.link_child(conn, row)
-            if created:
-                batch = batch_store.Batch(row.tenant, row.execution_id)
-                batch.event("ExecutionCreated", requestId=row.request_id)
-                await batch_store.write(conn, batch)
-                # The outbox: the queue row commits with the execution, so no accepted start
-                # is ever lost between the two.
-                claim = await queue.enqueue(
-                    conn,
-                    row.tenant,
-                    row.execution_id,
-                    claimed_by=claim_as,
-                    lease_seconds=self.settings.lease_seconds,
-                )
+            # The outbox: the execution and its queue row are one statement, so no accepted
+            # start is ever lost between the two.
+            row, created, claim = await queue.enqueue(
+                joined, new, claimed_by=claim_as, lease_seconds=self.settings.lease_seconds
+            )
         return row, created, definition, claim
 
     async def execute(self, request: StartRequest) -> ExecutionRow:
@@ -218,8 +220,7 @@ class Conductor:
             if known is not None:
                 row, definition = known
             else:
-                async with self.db.connection() as conn:
-                    found = await self._load(conn, claim)
+                found = await self._load(claim)
                 if found is None:
                     return None
                 row, definition, record = found
@@ -230,11 +231,25 @@ class Conductor:
             self._signals.pop(claim.execution_id, None)
 
     async def _load(
-        self, conn: Any, claim: Claim
+        self, claim: Claim
     ) -> tuple[ExecutionRow, DefinitionRow, Recorded | None] | None:
         """The claimed execution's rows (and its record, when it was running); None, and the
         queue row dropped, when there is nothing to run."""
-        row = await executions.get(conn, claim.tenant, claim.execution_id)
+        row = claim.execution
+        if row is not None and row.status == "Pending":
+            # The common case needs no round trip: the claim brought the row, and versions
+            # never change once read.
+            known = self.definitions.cached(row.tenant, row.workflow_id, row.workflow_version)
+            if known is not None:
+                return row, known, None
+        async with self.db.connection() as conn:
+            return await self._read(conn, claim, row)
+
+    async def _read(
+        self, conn: Connection, claim: Claim, row: ExecutionRow | None
+    ) -> tuple[ExecutionRow, DefinitionRow, Recorded | None] | None:
+        if row is None:  # a claim that came without its row
+            row = await executions.get(conn, claim.tenant, claim.execution_id)
         if row is None or row.status in executions.TERMINAL:
             if row is None:
                 _log.warning(
@@ -242,7 +257,7 @@ class Conductor:
                 )
             await queue.drop(conn, claim.execution_id)
             return None
-        definition = await workflows.get_definition(
+        definition = await self.definitions.version(
             conn, row.tenant, row.workflow_id, row.workflow_version
         )
         record = None
@@ -278,7 +293,7 @@ class Conductor:
         run = ExecutionRun(
             self.db,
             row,
-            compiler.get_plan(definition.definition),
+            await self.definitions.plan(self.db, definition),
             self.settings,
             signals=signals,
             lease_owner=owner,
@@ -367,6 +382,17 @@ class Conductor:
         return row
 
 
+@contextlib.asynccontextmanager
+async def _joined(db: Database, conn: Connection | None) -> AsyncIterator[Connection]:
+    """The caller's connection (in its transaction), or one of our own in autocommit: each
+    statement of a start stands alone (the writes are one statement), saving BEGIN and COMMIT."""
+    if conn is not None:
+        yield conn
+        return
+    async with db.connection(autocommit=True) as own:
+        yield own
+
+
 async def _request_cancel_tree(conn: Connection, tenant: str, execution_id: uuid.UUID) -> None:
     """Tell workers to cancel an execution whose cancel was just requested. A parked one has no
     worker to cancel the children it waits for until a slot frees to resume it, which may be
@@ -380,7 +406,8 @@ async def _request_cancel_tree(conn: Connection, tenant: str, execution_id: uuid
 
 def _manual_defaults(definition: Mapping[str, Any]) -> dict[str, Any]:
     """The payload of the workflow's first manual trigger: defaults a start by hand overrides."""
-    for trigger in compiler.get_plan(definition).workflow.triggers:
-        if trigger.type == "manual":
-            return thaw(trigger.payload)
+    for trigger in definition.get("triggers") or ():
+        if isinstance(trigger, Mapping) and trigger.get("type") == "manual":
+            payload = trigger.get("payload")
+            return dict(payload) if isinstance(payload, Mapping) else {}
     return {}

@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from runner.errors import InvalidRequest
@@ -35,6 +36,8 @@ class StartRequest:
     parent_execution_id: uuid.UUID | None = None
     parent_node_id: str | None = None
     depth: int = 0
+    #: `event.firedAt`; a schedule gives its scheduled time (default: now).
+    fired_at: datetime | None = None
 
 
 def check_trigger(

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import structlog
 
 from runner.actions import registry
-from runner.actions.base import ActionContext
+from runner.actions import services as action_services
+from runner.actions.base import Action, ActionContext
 from runner.engine import conditions, templates
 from runner.engine.attempts import NodeAttempts, NodeResult, error_dict
 from runner.engine.record import Recorded
@@ -338,7 +339,9 @@ class ExecutionRun:
             return
         routes = [list(d) for d in step.decisions]
         batch.event(f"Node{result.status}", node_id, attempt, routes=routes, error=result.error)
-        self.log.info("node finished", nodeId=node_id, attempt=attempt, status=result.status)
+        # A success is routine (debug: the events record it); anything else is worth a line.
+        log = self.log.debug if result.status == "Succeeded" else self.log.info
+        log("node finished", nodeId=node_id, attempt=attempt, status=result.status)
         self.notify(f"Node{result.status}", node_id, entry)
         if self.state.unhandled == node_id:
             self.error = dict(result.error or error_dict(node_id, "Failed", "node failed"))
@@ -443,6 +446,7 @@ class ExecutionRun:
                 workflow_id=self.row.workflow_id,
                 node_id=node.id,
                 correlation_id=self.row.correlation_id,
+                shared=action_services.for_settings(self.settings),
             ),
             timeout=node.timeout
             or self.workflow.options.default_action_timeout
@@ -450,7 +454,7 @@ class ExecutionRun:
             render=functools.partial(self.render_parameters, node.id),
             new_batch=self.batch,
             commit=self.commit,
-            validate=functools.partial(_validate, action_cls.parameters_schema),
+            validate=functools.partial(_validate, action_cls),
             first_attempt=self.attempt_of[node.id],
         )
         try:
@@ -538,7 +542,12 @@ class ExecutionRun:
     def render(self, value: Any, scope: Mapping[str, Any], where: str, path: str) -> Any:
         """Render templates in `value` under the server's size cap."""
         return templates.render_value(
-            value, scope, where=where, path=path, max_bytes=self.settings.max_rendered_bytes
+            value,
+            scope,
+            where=where,
+            path=path,
+            max_bytes=self.settings.max_rendered_bytes,
+            secrets=action_services.for_settings(self.settings).secrets,  # `{{ secrets.X }}`
         )
 
     def render_parameters(self, node_id: str) -> Any:
@@ -632,7 +641,7 @@ class ExecutionRun:
         # A pooled connection per transition, not one held for the whole run: a worker runs
         # far more executions at once than it keeps connections. The lock keeps a run's own
         # transactions (the loop's and its retrying nodes') in the order they were made.
-        async with self.commit_lock, self.db.connection() as conn:
+        async with self.commit_lock, self.db.connection(autocommit=True) as conn:
             await batch_store.commit(conn, batch)
 
     def notify(self, kind: str, node_id: str | None, details: Mapping[str, Any]) -> None:
@@ -650,21 +659,18 @@ def _never(route: Route) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Any:
-    import json
-
+def _validator(action_cls: type[Action]) -> Any:
+    # Keyed by class: a class's schema is fixed, and hashing the class costs nothing per attempt.
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(json.loads(schema_json))
+    return Draft202012Validator(action_cls.parameters_schema)
 
 
-def _validate(schema: Mapping[str, Any], parameters: Any) -> str | None:
+def _validate(action_cls: type[Action], parameters: Any) -> str | None:
     """None when rendered parameters fit the action's schema, else the first problem's path."""
-    import json
-
     from runner.spec.diagnostics import format_path
 
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(action_cls)
     errors = sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path))
     if not errors:
         return None

@@ -18,7 +18,7 @@ from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 
 from runner import settings
-from runner.errors import TemplateRenderError
+from runner.errors import MissingCredential, TemplateRenderError
 from runner.spec import expressions, sandbox
 from runner.spec.diagnostics import DocPath, format_path
 
@@ -45,12 +45,16 @@ def render_value(
     path: str | DocPath = (),
     max_bytes: int = settings.DEFAULT_MAX_RENDERED_BYTES,
     time_limit: float | None = DEFAULT_RENDER_TIME_LIMIT_SECONDS,
+    secrets: Any = None,
 ) -> Any:
     """Render every string inside `value` (keys are not rendered) and return plain JSON data.
 
     `where` ("node `post`") and `path` (the value's own path, e.g. "parameters") name the failing
-    string in a TemplateRenderError; the whole result is capped at `max_bytes`.
+    string in a TemplateRenderError; the whole result is capped at `max_bytes`. `secrets` (a
+    `runner.actions.services.TemplateSecrets`) is what `{{ secrets.NAME }}` reads.
     """
+    if secrets is not None:
+        scope = {**scope, "secrets": secrets}
     renderer = _Renderer(scope, where, max_bytes)
     with sandbox.limits(max_bytes, time_limit):
         return renderer.value(value, (path,) if isinstance(path, str) else path)
@@ -186,6 +190,8 @@ def _text_bytes(text: str) -> int:
 
 def _cause(text: str, exc: Exception) -> str:
     """What went wrong, in the words of someone who wrote `text`."""
+    if isinstance(exc, MissingCredential):
+        return str(exc)  # names the secret and where to set it, never a value
     if isinstance(exc, SecurityError):
         return f"unsafe access refused ({exc})"
     if isinstance(exc, UndefinedError):

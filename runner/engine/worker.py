@@ -111,7 +111,8 @@ class Worker:
             claims: list[Claim] = []
             if free > 0:
                 try:
-                    async with self.db.connection() as conn:
+                    # Autocommit: the claim is one statement, so one round trip.
+                    async with self.db.connection(autocommit=True) as conn:
                         claims = await queue.claim(
                             conn,
                             self.owner,
@@ -226,7 +227,7 @@ class Worker:
             if not running:
                 continue
             try:
-                async with self.db.connection() as conn:
+                async with self.db.connection(autocommit=True) as conn:
                     held = await queue.renew(
                         conn, self.owner, self.settings.lease_seconds, list(running)
                     )

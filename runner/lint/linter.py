@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from runner.spec import loader, positions, repository
 from runner.spec.diagnostics import Diagnostic, Finding
+from runner.spec.model import Workflow
 from runner.spec.repository import WorkflowSummary
 from runner.spec.rules import severity_of
 
@@ -21,15 +23,17 @@ from runner.spec.rules import severity_of
 PARALLEL_THRESHOLD = 48
 _IGNORE = re.compile(r"#\s*dwf-lint:\s*ignore=([A-Za-z0-9_-]+(?:\s*,\s*[A-Za-z0-9_-]+)*)")
 YAML_SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class FileResult:
-    """One file's diagnostics and, when it loaded as a workflow, its summary."""
+    """One file's diagnostics and, when it loaded as a workflow, its summary and document."""
 
     path: str
     diagnostics: tuple[Diagnostic, ...]
     summary: WorkflowSummary | None = None
+    document: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +89,33 @@ def lint_paths(
     """Lint every workflow file under `paths`, each rule on each file, then (unless
     `across_files` is False) the rules across the files linted together."""
     files = [str(p) for p in discover(paths)]
-    results = _lint_files(files, jobs)
+    results = _in_pool(_lint_chunk, files, jobs)
     diagnostics = [d for r in results for d in r.diagnostics]
-    summaries = {r.path: r.summary for r in results if r.summary is not None}
-    cross = repository.check(summaries) if across_files else {}
-    for path, findings in cross.items():
-        text = Path(path).read_text(encoding="utf-8-sig")
-        diagnostics.extend(_diagnose(path, text, findings))
+    if across_files:
+        cross = across(results, lambda path: Path(path).read_text(encoding="utf-8-sig"))
+        diagnostics.extend(d for found in cross.values() for d in found)
     diagnostics.sort(key=lambda d: (d.path, d.line, d.column, d.rule))
     return LintResult(diagnostics, len(files))
+
+
+def lint_sources(
+    sources: Sequence[tuple[str, bytes]], *, jobs: int | None = None
+) -> list[FileResult]:
+    """Lint files given as (path, bytes), e.g. read from git, each rule on each file (in
+    parallel where it pays); the rules across files are `across`."""
+    return _in_pool(_lint_source_chunk, list(sources), jobs)
+
+
+def across(
+    results: Iterable[FileResult], text_of: Callable[[str], str]
+) -> dict[str, list[Diagnostic]]:
+    """The diagnostics of the rules across files, by path; `text_of(path)` gives a file's text
+    (read only for files with findings, to position them)."""
+    summaries = {r.path: r.summary for r in results if r.summary is not None}
+    return {
+        path: diagnose(path, text_of(path), findings)
+        for path, findings in repository.check(summaries).items()
+    }
 
 
 def lint_source(path: str, raw: bytes) -> FileResult:
@@ -115,10 +137,18 @@ def _lint_source(path: str, raw: bytes) -> FileResult:
         data = loader.load(source.text)
     except loader.LoadError as exc:
         text = raw.decode("utf-8", "replace") if exc.finding.rule != "file-unreadable" else ""
-        return FileResult(path, tuple(_diagnose(path, text, [exc.finding])))
+        return FileResult(path, tuple(diagnose(path, text, [exc.finding])))
     workflow, findings = checks.check_document(data, _schema_lookup, _known_types)
     summary = repository.summarize(workflow) if workflow is not None and workflow.id else None
-    return FileResult(path, tuple(_diagnose(path, source.text, findings)), summary)
+    return FileResult(path, tuple(diagnose(path, source.text, findings)), summary, data)
+
+
+def check_data(data: dict[str, Any]) -> tuple[Workflow | None, list[Finding]]:
+    """Every single-file rule on an already loaded document (one posted over the API): the
+    model, when it builds, and findings located by document path."""
+    from runner.spec import checks
+
+    return checks.check_document(data, _schema_lookup, _known_types)
 
 
 def _schema_lookup(action_type: str) -> object:
@@ -134,7 +164,7 @@ def _known_types() -> list[str]:
     return sorted(registry.all_types())
 
 
-def _diagnose(path: str, text: str, findings: Iterable[Finding]) -> list[Diagnostic]:
+def diagnose(path: str, text: str, findings: Iterable[Finding]) -> list[Diagnostic]:
     """Position findings in the file's text and drop those silenced by an ignore comment."""
     findings = list(findings)
     if not findings:
@@ -182,10 +212,16 @@ def _lint_chunk(paths: list[str]) -> list[FileResult]:
     return results
 
 
-def _lint_files(files: list[str], jobs: int | None) -> list[FileResult]:
+def _lint_source_chunk(sources: list[tuple[str, bytes]]) -> list[FileResult]:
+    return [lint_source(path, raw) for path, raw in sources]
+
+
+def _in_pool(
+    lint_chunk: Callable[[list[T]], list[FileResult]], files: list[T], jobs: int | None
+) -> list[FileResult]:
     workers = min(jobs or os.cpu_count() or 1, max(1, len(files) // (PARALLEL_THRESHOLD // 2)))
     if workers <= 1 or len(files) < PARALLEL_THRESHOLD:
-        return _lint_chunk(files)
+        return lint_chunk(files)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -198,5 +234,5 @@ def _lint_files(files: list[str], jobs: int | None) -> list[FileResult]:
     chunks = [files[i::workers] for i in range(workers)]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        parts = list(pool.map(_lint_chunk, chunks))
+        parts = list(pool.map(lint_chunk, chunks))
     return [r for part in parts for r in part]

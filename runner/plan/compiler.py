@@ -299,24 +299,63 @@ def _plan_from_json(data: Mapping[str, Any]) -> Plan:
         workflow = model.Workflow.from_data(definition)
     except model.ShapeError as exc:
         raise errors.PlanError(f"stored plan: its definition is malformed at {exc}") from exc
-    # Re-deriving the graph costs about what checking the stored one would (~2 ms for 100
-    # nodes), and the result must equal the stored analysis: a row edited by hand, truncated,
-    # or paired with another definition is refused instead of trusted.
-    try:
-        plan = compile_plan(definition, workflow=workflow)
-    except errors.PlanError as exc:
-        raise errors.PlanError(f"stored plan: {exc}") from exc
-    if plan.checksum != stored_checksum:
-        raise errors.PlanError(
-            f"stored plan of workflow {workflow.id!r}: its checksum does not match its "
-            "definition; recompile it"
-        )
+    # Loading trusts the stored analysis (no topological sort, no reachability search: that is
+    # what storing it saves) but checks it is the analysis of this definition, cheaply: the
+    # checksum, the routes (derived from the typed nodes), an order every route goes forward
+    # in, the fan-in counts and a failure path closed under its routes. A row edited by hand,
+    # truncated, or paired with another definition is refused instead of trusted.
+    where = f"stored plan of workflow {workflow.id!r}"
+    if checksums.definition_checksum(definition) != stored_checksum:
+        raise errors.PlanError(f"{where}: its checksum does not match its definition; recompile it")
+    node_ids = [node.id for node in workflow.nodes]
+    problems = _reference_problems(workflow, node_ids)
+    if problems:
+        raise errors.PlanError(f"stored plan: {'; '.join(problems)}")
+    routes = [route for node in workflow.nodes for route in _routes_of(node)]
+    order = data.get("topologicalOrder")
+    failure = data.get("failurePath")
+    if (
+        data.get("routes") != [route.as_dict() for route in routes]
+        or not isinstance(order, list)
+        or sorted(order, key=str) != sorted(node_ids)
+        or not isinstance(failure, list)
+        or not set(failure) <= set(node_ids)
+    ):
+        raise errors.PlanError(f"{where} does not match its definition; recompile it")
+    position = {node_id: index for index, node_id in enumerate(order)}
+    failure_path = frozenset(failure)
+    if any(position[r.source] >= position[r.target] for r in routes) or failure_path != _reached(
+        workflow.on_failure, routes
+    ):
+        raise errors.PlanError(f"{where} does not match its definition; recompile it")
+    plan = _assemble(
+        workflow,
+        stored_checksum,
+        definition=definition,
+        graph=_build_graph(workflow, routes),
+        order=tuple(order),
+        failure_path=failure_path,
+    )
     stored = {key: value for key, value in data.items() if key != "definition"}
     if plan._analysis_json() != stored:
-        raise errors.PlanError(
-            f"stored plan of workflow {workflow.id!r} does not match its definition; recompile it"
-        )
+        raise errors.PlanError(f"{where} does not match its definition; recompile it")
     return plan
+
+
+def _reached(start: str | None, routes: list[Route]) -> frozenset[str]:
+    """`start` and every node its routes lead to (empty without a start)."""
+    if start is None:
+        return frozenset()
+    targets: dict[str, list[str]] = {}
+    for route in routes:
+        targets.setdefault(route.source, []).append(route.target)
+    seen, todo = {start}, [start]
+    while todo:
+        for target in targets.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return frozenset(seen)
 
 
 PLAN_CACHE: cache.LruCache[tuple[str, int], Plan] = cache.LruCache(PLAN_CACHE_SIZE)
@@ -335,3 +374,13 @@ def get_plan(data: Mapping[str, Any], workflow: model.Workflow | None = None) ->
     plan = compile_plan(data, workflow=workflow)
     PLAN_CACHE.put(key, plan)
     return plan
+
+
+def cached_plan(checksum: str) -> Plan | None:
+    """The plan of the definition with this checksum, if this process holds it."""
+    return PLAN_CACHE.get((checksum, COMPILER_VERSION))
+
+
+def remember(plan: Plan) -> None:
+    """Keep a plan (loaded from `workflow_plans`, say) in this process's cache."""
+    PLAN_CACHE.put((plan.checksum, plan.compiler_version), plan)

@@ -62,8 +62,12 @@ class Database:
             await database._close()
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection; on exit its open transaction commits, or rolls back on error."""
+    async def connection(self, *, autocommit: bool = False) -> AsyncIterator[Connection]:
+        """A pooled connection; on exit its open transaction commits, or rolls back on error.
+
+        With `autocommit`, each statement is its own transaction: a single-statement write
+        then costs one round trip instead of three (BEGIN, the statement, COMMIT).
+        """
         pool = self._require_open()
         try:
             conn = await pool.getconn()
@@ -73,9 +77,14 @@ class Database:
                 f"{pool.timeout:g} s (pool of {pool.max_size}): {exc}"
             ) from exc
         try:
+            if autocommit:
+                await conn.set_autocommit(True)
             async with conn:  # commit or roll back; a pooled connection is not closed here
                 yield conn
         finally:
+            if autocommit and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.set_autocommit(False)
             await pool.putconn(conn)
 
     @contextlib.asynccontextmanager

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from runner.store.rows import FromRow
 
@@ -100,61 +99,6 @@ class NewExecution:
     parent_node_id: str | None = None
     depth: int = 0
     execution_id: uuid.UUID = field(default_factory=uuid.uuid4)
-
-
-async def create(conn: AsyncConnection, new: NewExecution) -> tuple[ExecutionRow, bool]:
-    """Insert a Pending execution, or return the one with the same request id (created=False)."""
-    cur = await conn.execute(
-        """
-        INSERT INTO workflow_executions (execution_id, tenant, workflow_id, workflow_version,
-            request_id, correlation_id, principal, trigger_type, trigger_id, trigger_payload,
-            event, parent_execution_id, parent_node_id, depth)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        -- The unique (tenant, workflow_id, request_id) makes a repeated request a no-op here.
-        ON CONFLICT (tenant, workflow_id, request_id) DO NOTHING
-        RETURNING *
-        """,
-        (
-            new.execution_id,
-            new.tenant,
-            new.workflow_id,
-            new.workflow_version,
-            new.request_id,
-            new.correlation_id,
-            new.principal,
-            new.trigger_type,
-            new.trigger_id,
-            Jsonb(new.trigger_payload),
-            Jsonb(new.event),
-            new.parent_execution_id,
-            new.parent_node_id,
-            new.depth,
-        ),
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        return ExecutionRow.from_row(row), True
-    cur = await conn.execute(
-        "SELECT * FROM workflow_executions"
-        " WHERE tenant = %s AND workflow_id = %s AND request_id = %s",
-        (new.tenant, new.workflow_id, new.request_id),
-    )
-    existing = await cur.fetchone()
-    assert existing is not None
-    return ExecutionRow.from_row(existing), False
-
-
-async def link_child(conn: AsyncConnection, child: ExecutionRow) -> None:
-    """Record a subworkflow execution under its parent (idempotent)."""
-    await conn.execute(
-        """
-        INSERT INTO workflow_execution_hierarchy (tenant, parent_execution_id,
-            child_execution_id, parent_node_id, depth)
-        VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
-        """,
-        (child.tenant, child.parent_execution_id, child.execution_id, child.parent_node_id,
-         child.depth),
-    )  # fmt: skip
 
 
 async def get(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> ExecutionRow | None:

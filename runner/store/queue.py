@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from runner.store import batch as batch_store
 from runner.store.batch import Batch
+from runner.store.executions import ExecutionRow, NewExecution
 
 QUEUE_CHANNEL = "dwf_queue"  # payload: empty; "there may be work"
 CANCEL_CHANNEL = "dwf_cancel"  # payload: an execution id whose cancel was requested
@@ -26,40 +27,101 @@ TERMINAL_SQL = "('Succeeded', 'Failed', 'Cancelled')"
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """An execution a worker now holds the lease of."""
+    """An execution a worker now holds the lease of, with its row as the claim found it (None
+    when the execution is gone, or for a claim taken by `enqueue`)."""
 
     execution_id: uuid.UUID
     tenant: str
     deliveries: int
+    execution: ExecutionRow | None = None
 
 
 async def enqueue(
     conn: AsyncConnection,
-    tenant: str,
-    execution_id: uuid.UUID,
+    new: NewExecution,
     *,
     claimed_by: str | None = None,
     lease_seconds: float = 0.0,
-) -> Claim | None:
-    """Queue an execution in the caller's transaction; workers hear of it at commit. With
-    `claimed_by`, the caller keeps it (already claimed, nobody is notified): `dwf run`'s way
-    of running what it just started without a second round trip to claim it."""
-    if claimed_by is None:
-        await conn.execute(
-            "WITH queued AS (INSERT INTO execution_queue (execution_id, tenant) VALUES (%s, %s)"
-            " ON CONFLICT (execution_id) DO NOTHING RETURNING 1) SELECT pg_notify(%s, '')",
-            (execution_id, tenant, QUEUE_CHANNEL),
-        )
-        return None
-    await conn.execute(
+) -> tuple[ExecutionRow, bool, Claim | None]:
+    """Create a Pending execution with its queue row (the outbox), its `ExecutionCreated` event
+    and, for a subworkflow, its hierarchy row, in one statement; workers hear of it at commit.
+    A known request id returns the existing execution (created False) and writes nothing.
+
+    With `claimed_by`, the caller keeps it (already claimed, nobody is notified): `dwf run`'s
+    way of running what it just started without a second round trip to claim it.
+    """
+    cur = await conn.execute(
         """
-        INSERT INTO execution_queue (execution_id, tenant, status, lease_owner, lease_expires_at,
-            deliveries, claimed_at)
-        VALUES (%s, %s, 'claimed', %s, now() + make_interval(secs => %s), 1, now())
+        WITH inserted AS (
+            INSERT INTO workflow_executions (execution_id, tenant, workflow_id, workflow_version,
+                request_id, correlation_id, principal, trigger_type, trigger_id, trigger_payload,
+                event, parent_execution_id, parent_node_id, depth)
+            VALUES (%(id)s, %(tenant)s, %(workflow)s, %(version)s, %(request)s, %(correlation)s,
+                %(principal)s, %(type)s, %(trigger)s, %(payload)s, %(event)s, %(parent)s,
+                %(node)s, %(depth)s)
+            -- The unique (tenant, workflow_id, request_id) makes a repeated request a no-op.
+            ON CONFLICT (tenant, workflow_id, request_id) DO NOTHING
+            RETURNING *
+        ), linked AS (
+            INSERT INTO workflow_execution_hierarchy (tenant, parent_execution_id,
+                child_execution_id, parent_node_id, depth)
+            SELECT tenant, parent_execution_id, execution_id, parent_node_id, depth
+            FROM inserted WHERE parent_execution_id IS NOT NULL
+            ON CONFLICT DO NOTHING
+        ), logged AS (
+            INSERT INTO execution_events (tenant, execution_id, kind, data)
+            SELECT tenant, execution_id, 'ExecutionCreated',
+                   jsonb_build_object('requestId', request_id)
+            FROM inserted
+        ), queued AS (
+            INSERT INTO execution_queue (execution_id, tenant, status, lease_owner,
+                lease_expires_at, deliveries, claimed_at)
+            SELECT execution_id, tenant,
+                   CASE WHEN %(owner)s::text IS NULL THEN 'ready' ELSE 'claimed' END,
+                   %(owner)s::text,
+                   CASE WHEN %(owner)s::text IS NOT NULL
+                        THEN now() + make_interval(secs => %(lease)s) END,
+                   CASE WHEN %(owner)s::text IS NULL THEN 0 ELSE 1 END,
+                   CASE WHEN %(owner)s::text IS NOT NULL THEN now() END
+            FROM inserted
+        )
+        SELECT inserted.*,
+               CASE WHEN %(owner)s::text IS NULL THEN pg_notify(%(channel)s, '') END AS notified
+        FROM inserted
         """,
-        (execution_id, tenant, claimed_by, lease_seconds),
+        {
+            "id": new.execution_id,
+            "tenant": new.tenant,
+            "workflow": new.workflow_id,
+            "version": new.workflow_version,
+            "request": new.request_id,
+            "correlation": new.correlation_id,
+            "principal": new.principal,
+            "type": new.trigger_type,
+            "trigger": new.trigger_id,
+            "payload": Jsonb(new.trigger_payload),
+            "event": Jsonb(new.event),
+            "parent": new.parent_execution_id,
+            "node": new.parent_node_id,
+            "depth": new.depth,
+            "owner": claimed_by,
+            "lease": lease_seconds,
+            "channel": QUEUE_CHANNEL,
+        },
     )
-    return Claim(execution_id, tenant, 1)
+    row = await cur.fetchone()
+    if row is not None:
+        created = ExecutionRow.from_row(row)
+        claim = None if claimed_by is None else Claim(new.execution_id, new.tenant, 1, created)
+        return created, True, claim
+    cur = await conn.execute(
+        "SELECT * FROM workflow_executions"
+        " WHERE tenant = %s AND workflow_id = %s AND request_id = %s",
+        (new.tenant, new.workflow_id, new.request_id),
+    )
+    existing = await cur.fetchone()
+    assert existing is not None
+    return ExecutionRow.from_row(existing), False, None
 
 
 async def claim(
@@ -93,12 +155,14 @@ async def claim(
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED
         )
+        -- The execution's row comes back with the claim: the worker needs no second read.
         UPDATE execution_queue q
         SET status = 'claimed', lease_owner = %(owner)s,
             lease_expires_at = now() + make_interval(secs => %(lease)s),
             deliveries = q.deliveries + 1, claimed_at = now()
-        FROM next WHERE q.execution_id = next.execution_id
-        RETURNING q.execution_id, q.tenant, q.deliveries
+        FROM next LEFT JOIN workflow_executions e ON e.execution_id = next.execution_id
+        WHERE q.execution_id = next.execution_id
+        RETURNING q.execution_id AS claimed_id, q.tenant AS claimed_tenant, q.deliveries, e.*
         """,
         {
             "owner": owner,
@@ -110,7 +174,15 @@ async def claim(
     )
     rows = await cur.fetchall()
     await conn.commit()
-    return [Claim(r["execution_id"], r["tenant"], r["deliveries"]) for r in rows]
+    return [
+        Claim(
+            r["claimed_id"],
+            r["claimed_tenant"],
+            r["deliveries"],
+            None if r["execution_id"] is None else ExecutionRow.from_row(r),
+        )
+        for r in rows
+    ]
 
 
 async def renew(
@@ -191,21 +263,9 @@ async def dead_letter(conn: AsyncConnection, claim: Claim, owner: str, reason: s
     """Give up on an execution that keeps killing or losing its workers: it ends Failed."""
     batch = Batch(claim.tenant, claim.execution_id, lease_owner=owner)
     error = {"type": "DeadLettered", "message": reason, "nodeId": None}
-    batch.statements.append(
-        (
-            "UPDATE action_executions SET status = 'Failed', error_json = %s,"
-            " finished_at = clock_timestamp() WHERE execution_id = %s AND status = 'Running'",
-            (Jsonb({"type": "WorkerLost", "message": reason}), claim.execution_id),
-        )
-    )
+    batch.fail_running_attempts({"type": "WorkerLost", "message": reason})
     batch.finish_execution("Failed", error=error)
-    batch.statements.append(
-        (
-            "INSERT INTO dead_letters (execution_id, tenant, deliveries, reason, last_lease_owner)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (execution_id) DO NOTHING",
-            (claim.execution_id, claim.tenant, claim.deliveries, reason, owner),
-        )
-    )
+    batch.dead_letter(claim.deliveries, reason, owner)
     await batch_store.commit(conn, batch)
     await drop(conn, claim.execution_id)
 

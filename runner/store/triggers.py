@@ -6,6 +6,8 @@ scheduler and the webhook router read only this table.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -40,6 +42,7 @@ class TriggerRow(FromRow):
     last_execution_id: Any
     created_at: datetime
     updated_at: datetime
+    active_since: datetime
 
 
 async def follow(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[TriggerRow]:
@@ -84,7 +87,10 @@ async def follow(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[T
                         workflow_version = EXCLUDED.workflow_version, type = EXCLUDED.type,
                         config = EXCLUDED.config, enabled = EXCLUDED.enabled,
                         webhook_path = EXCLUDED.webhook_path, status = 'ok',
-                        status_message = NULL, updated_at = now()
+                        status_message = NULL, updated_at = now(),
+                        -- Re-enabled: fires while it was disabled are not caught up.
+                        active_since = CASE WHEN EXCLUDED.enabled AND NOT workflow_triggers.enabled
+                                            THEN now() ELSE workflow_triggers.active_since END
                     RETURNING *
                     """,
                     (
@@ -137,3 +143,268 @@ async def of_type(conn: AsyncConnection, type_: TriggerType) -> list[TriggerRow]
         (type_,),
     )
     return [TriggerRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def set_status(
+    conn: AsyncConnection,
+    tenant: str,
+    workflow_id: str,
+    trigger_id: str,
+    *,
+    status: Literal["ok", "error"],
+    message: str | None,
+) -> bool:
+    """Report a trigger's health on its row (a malformed cron, say); True when it changed.
+
+    Only a change is written: the row's NOTIFY wakes every scheduler, which must not loop.
+    """
+    cur = await conn.execute(
+        """
+        UPDATE workflow_triggers SET status = %s, status_message = %s, updated_at = now()
+        WHERE tenant = %s AND workflow_id = %s AND trigger_id = %s
+          AND (status, status_message) IS DISTINCT FROM (%s, %s)
+        RETURNING trigger_id
+        """,
+        (status, message, tenant, workflow_id, trigger_id, status, message),
+    )
+    return await cur.fetchone() is not None
+
+
+async def webhook_route(conn: AsyncConnection, tenant: str, path: str) -> TriggerRow | None:
+    """The enabled webhook trigger of an Active workflow serving `path`, or None."""
+    cur = await conn.execute(
+        """
+        SELECT t.* FROM workflow_triggers t
+        JOIN workflows w ON w.tenant = t.tenant AND w.workflow_id = t.workflow_id
+        WHERE t.tenant = %s AND t.webhook_path = %s AND t.enabled AND w.status = 'Active'
+        """,
+        (tenant, path),
+    )
+    found = await cur.fetchone()
+    return None if found is None else TriggerRow.from_row(found)
+
+
+# -- the fire log ---------------------------------------------------------------------------------
+
+FireOutcome = Literal["fired", "skipped", "missed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class FireRow(FromRow):
+    """A row of `trigger_fires`: one decision about a scheduled time, or one webhook delivery."""
+
+    fire_id: int
+    tenant: str
+    workflow_id: str
+    trigger_id: str
+    trigger_type: Literal["schedule", "webhook"]
+    scheduled_at: datetime | None
+    first_scheduled_at: datetime | None
+    fires: int
+    outcome: FireOutcome
+    reason: str | None
+    execution_id: uuid.UUID | None
+    replica: str | None
+    decided_at: datetime
+
+
+async def claim_fire(
+    conn: AsyncConnection,
+    trigger: TriggerRow,
+    scheduled_at: datetime,
+    replica: str,
+) -> int | None:
+    """Take the decision about one scheduled time of a schedule: its fire log row's id, or None
+    when another replica (or an earlier attempt) already decided it.
+
+    The row is provisionally `fired`; `settle_fire` writes the outcome in the same transaction.
+    A concurrent claimer of the same time waits here for this transaction and then gets None,
+    so whatever this transaction decides (fire, skip) is the only decision.
+    """
+    cur = await conn.execute(
+        """
+        INSERT INTO trigger_fires (tenant, workflow_id, trigger_id, trigger_type, scheduled_at,
+            outcome, replica)
+        VALUES (%s, %s, %s, 'schedule', %s, 'fired', %s)
+        ON CONFLICT (tenant, workflow_id, trigger_id, scheduled_at)
+            WHERE scheduled_at IS NOT NULL DO NOTHING
+        RETURNING fire_id
+        """,
+        (trigger.tenant, trigger.workflow_id, trigger.trigger_id, scheduled_at, replica),
+    )
+    found = await cur.fetchone()
+    return None if found is None else found["fire_id"]
+
+
+async def settle_fire(
+    conn: AsyncConnection,
+    trigger: TriggerRow,
+    fire_id: int,
+    scheduled_at: datetime,
+    outcome: FireOutcome,
+    *,
+    reason: str | None = None,
+    execution_id: uuid.UUID | None = None,
+) -> None:
+    """Write a claimed fire's outcome and advance the trigger's cursor to its scheduled time, in
+    the caller's transaction (the one that started its execution, if it fired)."""
+    await conn.execute(
+        """
+        WITH settled AS (
+            UPDATE trigger_fires SET outcome = %(outcome)s, reason = %(reason)s,
+                execution_id = %(execution)s, decided_at = clock_timestamp()
+            WHERE fire_id = %(fire)s
+        )
+        UPDATE workflow_triggers
+        SET last_fired_at = GREATEST(last_fired_at, %(at)s),
+            last_execution_id = COALESCE(%(execution)s, last_execution_id)
+        WHERE tenant = %(tenant)s AND workflow_id = %(workflow)s AND trigger_id = %(trigger)s
+        """,
+        {
+            "outcome": outcome,
+            "reason": reason,
+            "execution": execution_id,
+            "fire": fire_id,
+            "at": scheduled_at,
+            "tenant": trigger.tenant,
+            "workflow": trigger.workflow_id,
+            "trigger": trigger.trigger_id,
+        },
+    )
+
+
+async def record_missed(
+    conn: AsyncConnection,
+    trigger: TriggerRow,
+    scheduled_at: datetime,
+    reason: str,
+    replica: str,
+    *,
+    first_scheduled_at: datetime | None = None,
+    fires: int = 1,
+) -> bool:
+    """Record scheduled times nobody fired (one row may stand for `fires` of them, from
+    `first_scheduled_at` to `scheduled_at`) and advance the cursor past them. False when that
+    time was already decided (another replica fired or recorded it)."""
+    cur = await conn.execute(
+        """
+        WITH missed AS (
+            INSERT INTO trigger_fires (tenant, workflow_id, trigger_id, trigger_type,
+                scheduled_at, first_scheduled_at, fires, outcome, reason, replica)
+            VALUES (%(tenant)s, %(workflow)s, %(trigger)s, 'schedule', %(at)s, %(first)s,
+                %(fires)s, 'missed', %(reason)s, %(replica)s)
+            ON CONFLICT (tenant, workflow_id, trigger_id, scheduled_at)
+                WHERE scheduled_at IS NOT NULL DO NOTHING
+            RETURNING fire_id
+        ), cursor AS (
+            UPDATE workflow_triggers SET last_fired_at = GREATEST(last_fired_at, %(at)s)
+            WHERE tenant = %(tenant)s AND workflow_id = %(workflow)s AND trigger_id = %(trigger)s
+        )
+        SELECT count(*) AS recorded FROM missed
+        """,
+        {
+            "tenant": trigger.tenant,
+            "workflow": trigger.workflow_id,
+            "trigger": trigger.trigger_id,
+            "at": scheduled_at,
+            "first": first_scheduled_at if fires > 1 else None,
+            "fires": fires,
+            "reason": reason,
+            "replica": replica,
+        },
+    )
+    found = await cur.fetchone()
+    return bool(found and found["recorded"])
+
+
+async def record_delivery(
+    conn: AsyncConnection,
+    trigger: TriggerRow,
+    outcome: FireOutcome,
+    replica: str,
+    *,
+    reason: str | None = None,
+    execution_id: uuid.UUID | None = None,
+) -> None:
+    """Log a webhook delivery (in the transaction that started its execution, if it did)."""
+    await conn.execute(
+        """
+        INSERT INTO trigger_fires (tenant, workflow_id, trigger_id, trigger_type, outcome,
+            reason, execution_id, replica)
+        VALUES (%s, %s, %s, 'webhook', %s, %s, %s, %s)
+        """,
+        (trigger.tenant, trigger.workflow_id, trigger.trigger_id, outcome, reason, execution_id,
+         replica),
+    )  # fmt: skip
+
+
+async def running_executions(
+    conn: AsyncConnection,
+    trigger: TriggerRow,
+    exclude: Sequence[uuid.UUID] = (),
+) -> list[uuid.UUID]:
+    """Executions a schedule trigger started that have not ended (for its overlap policy),
+    except `exclude`. Found through the tenant's Pending/Running executions (an index)."""
+    cur = await conn.execute(
+        """
+        SELECT execution_id FROM workflow_executions
+        WHERE tenant = %s AND status IN ('Pending', 'Running') AND workflow_id = %s
+          AND trigger_type = 'schedule' AND trigger_id = %s AND NOT (execution_id = ANY(%s))
+        ORDER BY created_at
+        """,
+        (trigger.tenant, trigger.workflow_id, trigger.trigger_id, list(exclude)),
+    )
+    return [r["execution_id"] for r in await cur.fetchall()]
+
+
+async def history(
+    conn: AsyncConnection,
+    tenant: str,
+    workflow_id: str,
+    *,
+    trigger_id: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[FireRow]:
+    """A workflow's fire log (or one trigger's), newest first, fires older than `before`."""
+    cur = await conn.execute(
+        """
+        SELECT * FROM trigger_fires
+        WHERE tenant = %(tenant)s AND workflow_id = %(workflow)s
+          AND (%(trigger)s::text IS NULL OR trigger_id = %(trigger)s)
+          AND (%(before)s::bigint IS NULL OR fire_id < %(before)s)
+        ORDER BY fire_id DESC LIMIT %(limit)s
+        """,
+        {
+            "tenant": tenant,
+            "workflow": workflow_id,
+            "trigger": trigger_id,
+            "before": before,
+            "limit": limit,
+        },
+    )
+    return [FireRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def last_fires(
+    conn: AsyncConnection, tenant: str, workflow_id: str, per_trigger: int = 5
+) -> dict[str, list[FireRow]]:
+    """The newest `per_trigger` fire log rows of each of a workflow's triggers."""
+    cur = await conn.execute(
+        """
+        SELECT f.* FROM (SELECT DISTINCT trigger_id FROM workflow_triggers
+                         WHERE tenant = %(tenant)s AND workflow_id = %(workflow)s) t
+        CROSS JOIN LATERAL (
+            SELECT * FROM trigger_fires
+            WHERE tenant = %(tenant)s AND workflow_id = %(workflow)s
+              AND trigger_id = t.trigger_id
+            ORDER BY fire_id DESC LIMIT %(limit)s
+        ) f
+        ORDER BY f.trigger_id, f.fire_id DESC
+        """,
+        {"tenant": tenant, "workflow": workflow_id, "limit": per_trigger},
+    )
+    found: dict[str, list[FireRow]] = {}
+    for r in await cur.fetchall():
+        found.setdefault(r["trigger_id"], []).append(FireRow.from_row(r))
+    return found

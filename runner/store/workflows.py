@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -203,3 +203,181 @@ async def put_plan(
         """,
         (tenant, checksum, compiler_version, Jsonb(plan)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A definition to record as the current version of its workflow (see `record_versions`)."""
+
+    workflow_id: str
+    checksum: str
+    definition: Mapping[str, Any]
+    status: WorkflowStatus
+    display_name: str | None = None
+    source_path: str | None = None
+
+
+async def record_versions(
+    conn: AsyncConnection,
+    tenant: str,
+    items: Sequence[NewVersion],
+    *,
+    source_kind: SourceKind,
+    source_repo: str | None = None,
+    source_commit: str | None = None,
+) -> dict[str, int]:
+    """`record_version` for many workflows in a few round trips (a sync of a whole repository):
+    each becomes managed by `source_kind`, at the version of its checksum (N+1 when new), with
+    its status; trigger rows follow. Returns the version of each workflow. The caller checks
+    ownership first (a sync never takes an API workflow). Run inside a transaction."""
+    if not items:
+        return {}
+    ids = [i.workflow_id for i in items]
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """
+            INSERT INTO workflows (tenant, workflow_id, display_name, status, managed_by)
+            VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, workflow_id) DO NOTHING
+            """,
+            [(tenant, i.workflow_id, i.display_name, i.status, source_kind) for i in items],
+        )
+    # Lock the rows (in a stable order, so concurrent writers cannot deadlock) before numbering.
+    await conn.execute(
+        "SELECT 1 FROM workflows WHERE tenant = %s AND workflow_id = ANY(%s)"
+        " ORDER BY workflow_id FOR UPDATE",
+        (tenant, ids),
+    )
+    cur = await conn.execute(
+        """
+        SELECT workflow_id, checksum, version FROM workflow_definitions
+        WHERE tenant = %s AND workflow_id = ANY(%s)
+        """,
+        (tenant, ids),
+    )
+    known: dict[tuple[str, str], int] = {}
+    top: dict[str, int] = {}
+    for row in await cur.fetchall():
+        known[(row["workflow_id"], row["checksum"])] = row["version"]
+        top[row["workflow_id"]] = max(top.get(row["workflow_id"], 0), row["version"])
+    versions: dict[str, int] = {}
+    new_rows = []
+    for i in items:
+        version = known.get((i.workflow_id, i.checksum))
+        if version is None:
+            version = top.get(i.workflow_id, 0) + 1
+            new_rows.append(
+                (
+                    tenant,
+                    i.workflow_id,
+                    version,
+                    i.checksum,
+                    Jsonb(i.definition),
+                    source_kind,
+                    source_repo,
+                    source_commit,
+                    i.source_path,
+                )
+            )
+        versions[i.workflow_id] = version
+    async with conn.cursor() as cur:
+        if new_rows:
+            await cur.executemany(
+                """
+                INSERT INTO workflow_definitions (tenant, workflow_id, version, checksum,
+                    definition, source_kind, source_repo, source_commit, source_path)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                """,
+                new_rows,
+            )
+        await cur.executemany(
+            """
+            UPDATE workflows SET current_version = %s, status = %s, managed_by = %s,
+                display_name = COALESCE(%s, display_name), updated_at = now()
+            WHERE tenant = %s AND workflow_id = %s
+            """,
+            [
+                (
+                    versions[i.workflow_id],
+                    i.status,
+                    source_kind,
+                    i.display_name,
+                    tenant,
+                    i.workflow_id,
+                )
+                for i in items
+            ],
+        )
+    for workflow_id in ids:
+        await triggers.follow(conn, tenant, workflow_id)
+    return versions
+
+
+async def set_status(
+    conn: AsyncConnection, tenant: str, workflow_ids: Sequence[str], status: WorkflowStatus
+) -> None:
+    """Set the workflows' status (publish, archive); their trigger rows follow. Run inside a
+    transaction; the caller checks the transition is allowed."""
+    await conn.execute(
+        "UPDATE workflows SET status = %s, updated_at = now()"
+        " WHERE tenant = %s AND workflow_id = ANY(%s)",
+        (status, tenant, list(workflow_ids)),
+    )
+    for workflow_id in workflow_ids:
+        await triggers.follow(conn, tenant, workflow_id)
+
+
+async def list_page(
+    conn: AsyncConnection,
+    tenant: str,
+    *,
+    status: WorkflowStatus | None = None,
+    limit: int = 100,
+    after: str | None = None,
+) -> list[WorkflowRow]:
+    """Workflows by id, `limit` at a time after the id `after`."""
+    cur = await conn.execute(
+        """
+        SELECT * FROM workflows WHERE tenant = %s
+            AND (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR workflow_id > %s)
+        ORDER BY workflow_id LIMIT %s
+        """,
+        (tenant, status, status, after, after, limit),
+    )
+    return [WorkflowRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def versions(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[DefinitionRow]:
+    """Every version of a workflow, newest first."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_definitions WHERE tenant = %s AND workflow_id = %s"
+        " ORDER BY version DESC",
+        (tenant, workflow_id),
+    )
+    return [DefinitionRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def current_definitions(
+    conn: AsyncConnection, tenant: str, workflow_ids: Sequence[str]
+) -> dict[str, DefinitionRow]:
+    """The current version of each of these workflows (those that have one), by id."""
+    cur = await conn.execute(
+        """
+        SELECT d.* FROM workflows w
+        JOIN workflow_definitions d ON d.tenant = w.tenant AND d.workflow_id = w.workflow_id
+            AND d.version = w.current_version
+        WHERE w.tenant = %s AND w.workflow_id = ANY(%s)
+        """,
+        (tenant, list(workflow_ids)),
+    )
+    return {r["workflow_id"]: DefinitionRow.from_row(r) for r in await cur.fetchall()}
+
+
+async def statuses(
+    conn: AsyncConnection, tenant: str, workflow_ids: Sequence[str]
+) -> dict[str, str]:
+    """The status of each of these workflows that exists."""
+    cur = await conn.execute(
+        "SELECT workflow_id, status FROM workflows WHERE tenant = %s AND workflow_id = ANY(%s)",
+        (tenant, list(workflow_ids)),
+    )
+    return {r["workflow_id"]: r["status"] for r in await cur.fetchall()}

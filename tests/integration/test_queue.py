@@ -95,26 +95,19 @@ async def test_a_start_writes_the_execution_and_its_queue_row_together(db, condu
     assert found == [{"status": "Pending"}]
 
 
-async def test_a_start_that_rolls_back_leaves_neither_row_nor_a_notification(
-    db, conductor, monkeypatch
-):
-    real = queue.enqueue
-
-    async def enqueue_then_fail(conn, tenant, execution_id, **options) -> None:
-        await real(conn, tenant, execution_id, **options)
-        raise RuntimeError("the start failed after enqueueing")
-
+async def test_a_start_that_rolls_back_leaves_neither_row_nor_a_notification(db, conductor):
     async with db.listener(queue.QUEUE_CHANNEL) as listener:
-        monkeypatch.setattr(queue, "enqueue", enqueue_then_fail)
+        # A start inside a caller's transaction (a trigger fire's) that then fails.
         with pytest.raises(RuntimeError, match="after enqueueing"):
-            await start(conductor)
+            async with db.transaction() as conn:
+                await conductor.start(StartRequest(workflow_id="q"), conn=conn)
+                raise RuntimeError("the caller failed after enqueueing")
         assert await rows(db, "SELECT * FROM workflow_executions") == []
         assert await rows(db, "SELECT * FROM execution_queue") == []
         assert await rows(db, "SELECT * FROM execution_events") == []
         # NOTIFY is transactional too: the rolled-back start told no worker anything.
         heard = [n async for n in listener.notifies(timeout=0.3)]
         assert heard == []
-        monkeypatch.setattr(queue, "enqueue", real)
         execution_id = await start(conductor)
         heard = [n async for n in listener.notifies(timeout=2, stop_after=1)]
     assert [(n.channel, n.payload) for n in heard] == [(queue.QUEUE_CHANNEL, "")]

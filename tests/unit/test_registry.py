@@ -22,10 +22,10 @@ def plugin_dir(tmp_path, monkeypatch):
         (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugin\nVersion: 0.1\n")
         (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
         monkeypatch.syspath_prepend(str(tmp_path))
-        registry._plugins.cache_clear()
+        registry.clear_cache()
 
     yield install
-    registry._plugins.cache_clear()
+    registry.clear_cache()
     sys.modules.pop("fake_plugin", None)
 
 

@@ -1,0 +1,112 @@
+"""What actions of one process share: credentials, the outbound HTTP client, connector settings.
+
+    services = for_settings(settings)       # one per Settings object, made on first use
+    token = services.credentials.get("slack-token")
+    client = await services.http_client()   # one httpx.AsyncClient per event loop
+
+The engine hands each attempt `ActionContext.services`; an action run without one (a test, a
+script) gets the services of `Settings.from_env()`. The HTTP client is shared by every attempt
+on the event loop, so connections are kept alive between calls; it is closed when the loop shuts
+down its async generators (what `asyncio.run` does at its end), or by `aclose`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from runner.credentials.provider import CredentialProvider
+from runner.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+#: Outbound calls carry the execution's correlation id under this header (SPEC §10).
+CORRELATION_HEADER = "X-Correlation-Id"
+
+
+class TemplateSecrets:
+    """`secrets` in templates: `secrets.NAME` or `secrets['slack-token']` reads through the
+    provider (MissingCredential names the secret). Not a mapping: `{{ secrets }}` lists nothing."""
+
+    __slots__ = ("_provider",)
+
+    def __init__(self, provider: CredentialProvider) -> None:
+        self._provider = provider
+
+    def __getitem__(self, name: str) -> str:
+        return self._provider.get(str(name))
+
+
+class ActionServices:
+    """Credentials, connector settings and the shared HTTP client of one Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.credentials = CredentialProvider(secrets_dir=settings.secrets_dir)
+        self.secrets = TemplateSecrets(self.credentials)
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def http_client(self) -> httpx.AsyncClient:
+        """The event loop's shared client (made on first use, closed with the loop)."""
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(loop)
+        if entry is None:
+            import httpx  # here: `dwf lint` imports actions for their schemas only
+
+            from runner import __version__
+
+            client = httpx.AsyncClient(
+                timeout=self.settings.http_timeout,
+                follow_redirects=False,
+                headers={"User-Agent": f"dataworkflows/{__version__}"},
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+            keeper = _close_with_loop(client)
+            # Started, the generator is known to the loop, which closes it (and so the client)
+            # when it shuts down its async generators.
+            await keeper.asend(None)
+            entry = self._clients[loop] = (client, keeper)
+        return entry[0]
+
+    async def aclose(self) -> None:
+        """Close this loop's HTTP client now (a later call makes a new one)."""
+        entry = self._clients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+
+async def _close_with_loop(client: httpx.AsyncClient) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+_BY_SETTINGS: dict[int, tuple[Settings, ActionServices]] = {}
+_MAX_REMEMBERED = 64  # Settings objects are few in a server; tests make many
+
+
+def for_settings(settings: Settings | None = None) -> ActionServices:
+    """The services of `settings` (of `Settings.from_env()` when None), made once per object."""
+    if settings is None:
+        settings = _env_settings()
+    entry = _BY_SETTINGS.get(id(settings))
+    if entry is None or entry[0] is not settings:
+        if len(_BY_SETTINGS) >= _MAX_REMEMBERED:
+            del _BY_SETTINGS[next(iter(_BY_SETTINGS))]
+        entry = _BY_SETTINGS[id(settings)] = (settings, ActionServices(settings))
+    return entry[1]
+
+
+_ENV: list[Settings] = []
+
+
+def _env_settings() -> Settings:
+    if not _ENV:
+        _ENV.append(Settings.from_env())
+    return _ENV[0]

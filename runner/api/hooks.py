@@ -1,0 +1,77 @@
+"""`POST /api/v1/hooks/{tenant}/{path}`: webhook deliveries (authenticated by their signature)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from runner.api import problems
+from runner.api.executions import status_url
+from runner.credentials.provider import CredentialProvider
+from runner.errors import WebhookRejected
+from runner.triggers.fire import replica_name
+from runner.triggers.webhooks import Webhooks
+
+router = APIRouter(tags=["webhooks"])
+
+ACCEPTED = {
+    "description": "Accepted: the execution is queued (the answer follows its commit).",
+    "content": {
+        "application/json": {"example": {"executionId": "…", "statusUrl": "/api/v1/executions/…"}}
+    },
+}
+REPEATED = {
+    "description": "A repeated delivery id: the execution it started earlier; or, with "
+    '`{"activated": false}`, the activation condition was false and nothing started.',
+}
+
+
+def _webhooks(request: Request) -> Webhooks:
+    state = request.app.state
+    hooks = getattr(state, "webhooks", None)
+    if hooks is None:
+        settings = state.settings
+        credentials = getattr(state, "credentials", None) or CredentialProvider(
+            secrets_dir=getattr(settings, "secrets_dir", None)
+        )
+        hooks = Webhooks(state.db, state.conductor, settings, credentials, replica=replica_name())
+        state.webhooks = hooks
+    return hooks
+
+
+@router.post(
+    "/hooks/{tenant}/{path:path}",
+    status_code=202,
+    summary="Deliver a webhook",
+    responses={
+        202: ACCEPTED,
+        200: REPEATED,
+        **{s: {"model": problems.Problem} for s in (400, 401, 404, 413, 415, 422)},
+    },
+)
+async def deliver(
+    request: Request,
+    tenant: Annotated[str, Path(description="The tenant whose workflow serves the hook.")],
+    path: Annotated[str, Path(description="The trigger's `path`, e.g. `clients/new`.")],
+) -> Any:
+    """Start the workflow whose webhook trigger serves this path, with the JSON body as its
+    `trigger`. 401 bad or missing signature; 404 no such hook (the same for a Draft or Archived
+    workflow); 413 body too large; 415/400 not JSON; 422 the activation condition failed."""
+    body = await request.body()
+    try:
+        delivery = await _webhooks(request).deliver(
+            tenant, path, body, dict(request.headers), dict(request.query_params)
+        )
+    except WebhookRejected as exc:
+        return problems.response(request, exc.status, str(exc), kind=exc.kind)
+    if not delivery.activated:
+        return JSONResponse({"activated": False}, status_code=200)
+    assert delivery.execution_id is not None
+    url = status_url(request, delivery.execution_id)
+    return JSONResponse(
+        {"executionId": str(delivery.execution_id), "statusUrl": url},
+        status_code=202 if delivery.created else 200,
+        headers={"Location": url},
+    )

@@ -1,0 +1,185 @@
+"""`/api/v1/workflows/{id}/triggers`: a workflow's triggers with their coming and last fires, the
+fire log, and adding or removing a trigger of a workflow not managed by git.
+
+Adding or removing a trigger makes a new version of the definition (source `api`), so the
+definition stays the one source of a workflow's triggers; the workflow keeps its status.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+
+from runner.api import problems
+from runner.api.state import ConductorDep, DatabaseDep, TenantDep
+from runner.errors import Conflict, NotFound
+from runner.lint import linter
+from runner.spec.rules import severity_of
+from runner.store import triggers, workflows
+from runner.store.workflows import DefinitionRow, WorkflowRow
+from runner.triggers import documents
+
+router = APIRouter(tags=["triggers"])
+
+MAX_LIMIT, DEFAULT_LIMIT = 500, 50
+
+WorkflowId = Annotated[str, Path(alias="workflowId", description="The workflow's id.")]
+TriggerId = Annotated[str, Path(alias="triggerId", description="The trigger's id.")]
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": problems.Problem} for status in statuses}
+
+
+async def _current(db: Any, tenant: str, workflow_id: str) -> tuple[WorkflowRow, DefinitionRow]:
+    async with db.connection() as conn:
+        workflow = await workflows.get(conn, tenant, workflow_id)
+        if workflow is None or workflow.current_version is None:
+            raise NotFound(f"workflow {workflow_id!r} does not exist in tenant {tenant!r}")
+        return workflow, await workflows.get_definition(conn, tenant, workflow_id)
+
+
+def _declared(definition: DefinitionRow) -> list[dict[str, Any]]:
+    return [t for t in definition.definition.get("triggers") or [] if isinstance(t, dict)]
+
+
+@router.get(
+    "/workflows/{workflowId}/triggers",
+    summary="A workflow's triggers, their next and last fires",
+    responses=_problems(404),
+)
+async def list_triggers(db: DatabaseDep, tenant: TenantDep, workflow_id: WorkflowId) -> Any:
+    """Every trigger the current version declares: whether it is registered (only an Active
+    workflow's are), its status (a schedule whose cron failed to parse is `error`), the next
+    fire times of a schedule, a webhook's URL, the cursor and the last five fires."""
+    async with db.connection() as conn:
+        return await documents.describe(conn, tenant, workflow_id)
+
+
+@router.get(
+    "/workflows/{workflowId}/triggers/{triggerId}/fires",
+    summary="A trigger's fire log",
+    responses=_problems(404, 422),
+)
+async def trigger_fires(
+    db: DatabaseDep,
+    tenant: TenantDep,
+    workflow_id: WorkflowId,
+    trigger_id: TriggerId,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="The most entries.")] = (
+        DEFAULT_LIMIT
+    ),
+    before: Annotated[
+        int | None, Query(ge=1, description="Only entries older than this `fireId` (paging).")
+    ] = None,
+) -> Any:
+    """Fires, skips (overlap, activation), misses (late, not caught up) and failures, newest
+    first. Page with `before` = the previous page's `nextBefore`."""
+    await _current(db, tenant, workflow_id)
+    async with db.connection() as conn:
+        rows = await triggers.history(
+            conn, tenant, workflow_id, trigger_id=trigger_id, limit=limit, before=before
+        )
+    return {
+        "items": [documents.fire_document(r) for r in rows],
+        "nextBefore": rows[-1].fire_id if len(rows) == limit else None,
+    }
+
+
+@router.post(
+    "/workflows/{workflowId}/triggers",
+    status_code=201,
+    summary="Add a trigger (workflows not managed by git)",
+    responses=_problems(404, 409, 422),
+)
+async def add_trigger(
+    request: Request,
+    db: DatabaseDep,
+    conductor: ConductorDep,
+    tenant: TenantDep,
+    workflow_id: WorkflowId,
+    trigger: Annotated[
+        dict[str, Any],
+        Body(description="A trigger as in the workflow document, e.g. "
+             '`{"id": "nightly", "type": "schedule", "cron": "0 2 * * *"}`.'),
+    ],
+) -> Any:  # fmt: skip
+    """Make a new version of the workflow with this trigger added. 409 for a workflow managed by
+    git, a trigger id already used, or a webhook path another workflow serves; 422 when the
+    trigger is invalid (each problem named by field)."""
+    workflow, definition = await _current(db, tenant, workflow_id)
+    _refuse_git(workflow)
+    declared = _declared(definition)
+    if any(t.get("id") == trigger.get("id") for t in declared):
+        raise Conflict(f"workflow {workflow_id!r} already has a trigger {trigger.get('id')!r}")
+    changed = dict(definition.definition) | {"triggers": [*declared, trigger]}
+    problem = _invalid(request, changed, len(declared))
+    if problem is not None:
+        return problem
+    await conductor.register(changed, source_kind="api", status=workflow.status, tenant=tenant)
+    return await _one(db, tenant, workflow_id, str(trigger["id"]))
+
+
+@router.delete(
+    "/workflows/{workflowId}/triggers/{triggerId}",
+    status_code=204,
+    summary="Remove a trigger (workflows not managed by git)",
+    responses=_problems(404, 409),
+)
+async def remove_trigger(
+    db: DatabaseDep,
+    conductor: ConductorDep,
+    tenant: TenantDep,
+    workflow_id: WorkflowId,
+    trigger_id: TriggerId,
+) -> Response:
+    """Make a new version of the workflow without this trigger; its schedule stops at once on
+    every replica. 409 for a workflow managed by git."""
+    workflow, definition = await _current(db, tenant, workflow_id)
+    _refuse_git(workflow)
+    declared = _declared(definition)
+    kept = [t for t in declared if t.get("id") != trigger_id]
+    if len(kept) == len(declared):
+        raise NotFound(f"workflow {workflow_id!r} has no trigger {trigger_id!r}")
+    changed = dict(definition.definition)
+    if kept:
+        changed["triggers"] = kept
+    else:
+        changed.pop("triggers", None)
+    await conductor.register(changed, source_kind="api", status=workflow.status, tenant=tenant)
+    return Response(status_code=204)
+
+
+def _refuse_git(workflow: WorkflowRow) -> None:
+    if workflow.managed_by == "git":
+        raise Conflict(
+            f"workflow {workflow.workflow_id!r} is managed by git; change its triggers in its "
+            "repository"
+        )
+
+
+def _invalid(request: Request, definition: dict[str, Any], index: int) -> Any:
+    """A 422 naming every error lint finds in the changed definition, or None."""
+    _, findings = linter.check_data(definition)
+    errors = [f for f in findings if (f.severity or severity_of(f.rule)) == "error"]
+    if not errors:
+        return None
+    prefix = ("triggers", index)
+    fields = []
+    for finding in errors:
+        where = tuple(finding.path)
+        if where[:2] == prefix:
+            field = ".".join(["body", *map(str, where[2:])])
+        else:
+            field = "definition." + ".".join(map(str, where)) if where else "definition"
+        fields.append(
+            problems.FieldProblem(field=field, message=f"{finding.message} [{finding.rule}]")
+        )
+    detail = "; ".join(f"{p.field}: {p.message}" for p in fields)
+    return problems.response(request, 422, detail, kind="validation", errors=fields)
+
+
+async def _one(db: Any, tenant: str, workflow_id: str, trigger_id: str) -> Any:
+    listing = await list_triggers(db, tenant, workflow_id)
+    return next(t for t in listing["items"] if t["id"] == trigger_id)

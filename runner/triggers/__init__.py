@@ -1,0 +1,1 @@
+"""Triggers (SPEC §5): the scheduler, signed webhooks, and the fire log they write."""

@@ -1,0 +1,139 @@
+"""Firing one scheduled time of a schedule: exactly one decision, however many replicas try.
+
+Every replica's scheduler fires every schedule. The first to insert the fire log row of
+(trigger, scheduled time) decides; in that same transaction it applies the overlap policy,
+starts the execution (request id `schedule:<trigger>:<scheduled time UTC>`, unique per
+workflow) with its queue row, and advances the trigger's cursor. The others find the row taken
+and do nothing. A crash before the commit leaves nothing, so another replica, or catch-up at the
+next start, still fires that time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from runner.engine.conductor import Conductor
+from runner.engine.requests import StartRequest
+from runner.errors import Conflict, InvalidRequest, NotFound
+from runner.store import executions, queue, triggers
+from runner.store.database import Database
+from runner.store.triggers import FireOutcome, TriggerRow
+
+#: Who started a scheduled execution (`execution.principal`).
+SCHEDULER_PRINCIPAL = "system:scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What this replica decided about a scheduled time (None from `fire`: another did)."""
+
+    outcome: FireOutcome
+    execution_id: uuid.UUID | None = None
+    reason: str | None = None
+
+
+def replica_name() -> str:
+    """This process, as the fire log records the replica that decided: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def utc_text(moment: datetime) -> str:
+    """A time as UTC ISO 8601 to the second with a `Z`: `2026-03-29T01:00:00Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request_id(trigger_id: str, scheduled_at: datetime) -> str:
+    """The request id of a schedule's fire: the scheduled time, not the time it ran."""
+    return f"schedule:{trigger_id}:{utc_text(scheduled_at)}"
+
+
+async def fire(
+    db: Database,
+    conductor: Conductor,
+    trigger: TriggerRow,
+    scheduled_at: datetime,
+    *,
+    replica: str,
+    exclude: Sequence[uuid.UUID] = (),
+) -> Decision | None:
+    """Decide one scheduled time: fire it, or skip it for overlap; None when it was decided
+    already. `exclude`: executions this catch-up just started, which do not count as overlap.
+
+    A start the conductor refuses (the workflow was archived meanwhile, the payload is too big)
+    is recorded `failed` with the reason; database errors propagate (nothing was written)."""
+    overlap = trigger.config.get("overlap", "skip")
+    try:
+        async with db.transaction() as conn:
+            fire_id = await triggers.claim_fire(conn, trigger, scheduled_at, replica)
+            if fire_id is None:
+                return None
+            if overlap in ("skip", "cancelPrevious"):
+                running = await triggers.running_executions(conn, trigger, exclude)
+                if running and overlap == "skip":
+                    reason = (
+                        f"overlap: skip; execution {running[-1]} of this trigger is still running"
+                    )
+                    await triggers.settle_fire(
+                        conn, trigger, fire_id, scheduled_at, "skipped", reason=reason
+                    )
+                    return Decision("skipped", None, reason)
+                for previous in running:
+                    if await executions.request_cancel(conn, trigger.tenant, previous):
+                        await queue.request_cancel(conn, previous)
+            row, created = await conductor.start(
+                StartRequest(
+                    workflow_id=trigger.workflow_id,
+                    trigger=trigger.config.get("payload") or {},
+                    trigger_type="schedule",
+                    trigger_id=trigger.trigger_id,
+                    request_id=request_id(trigger.trigger_id, scheduled_at),
+                    principal=SCHEDULER_PRINCIPAL,
+                    tenant=trigger.tenant,
+                    fired_at=scheduled_at,
+                ),
+                conn=conn,
+            )
+            reason = None
+            if overlap == "cancelPrevious" and running:
+                reason = f"overlap: cancelPrevious; cancelled {', '.join(map(str, running))}"
+            if not created:
+                reason = "its request id had already started this execution"
+            await triggers.settle_fire(
+                conn, trigger, fire_id, scheduled_at, "fired",
+                reason=reason, execution_id=row.execution_id,
+            )  # fmt: skip
+            return Decision("fired", row.execution_id, reason)
+    except (Conflict, NotFound, InvalidRequest) as exc:
+        reason = f"the execution could not start: {exc}"
+        async with db.transaction() as conn:
+            fire_id = await triggers.claim_fire(conn, trigger, scheduled_at, replica)
+            if fire_id is None:
+                return None
+            await triggers.settle_fire(
+                conn, trigger, fire_id, scheduled_at, "failed", reason=reason
+            )
+        return Decision("failed", None, reason)
+
+
+async def miss(
+    db: Database,
+    trigger: TriggerRow,
+    scheduled_at: datetime,
+    reason: str,
+    *,
+    replica: str,
+    first_scheduled_at: datetime | None = None,
+    fires: int = 1,
+) -> bool:
+    """Record scheduled times that will not run (late past the grace, or not caught up); False
+    when that time was decided already."""
+    async with db.transaction() as conn:
+        return await triggers.record_missed(
+            conn, trigger, scheduled_at, reason, replica,
+            first_scheduled_at=first_scheduled_at, fires=fires,
+        )  # fmt: skip
