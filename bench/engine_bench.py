@@ -1,6 +1,7 @@
 """Engine overhead on Postgres: `python bench/engine_bench.py [--runs 5] [--database-url URL]`.
 
-Without --database-url (or DWF_DATABASE_URL) it uses a private embedded Postgres (pgserver) in
+With --database-url (or DWF_DATABASE_URL) it works in a scratch database it creates on that
+server and drops afterwards; without, it uses a private embedded Postgres (pgserver) in
 a temporary home, as a fresh `dwf` would. Prints the median of several runs for each figure.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
@@ -16,14 +18,41 @@ import sys
 import tempfile
 import time
 import timeit
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runner.engine import conditions, templates
 from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
 from runner.settings import Settings
 from runner.store.database import Database
+
+
+@contextlib.contextmanager
+def scratch_database(url: str | None) -> Iterator[str | None]:
+    """A fresh database on the server of `url`, dropped afterwards (None: the embedded default).
+
+    A benchmark never writes into the database it was pointed at: that may be someone's.
+    """
+    if url is None:
+        yield None
+        return
+    name = f"dwf_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(**(conninfo_to_dict(url) | {"dbname": name}))
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def echo(node_id: str, *targets: str) -> dict[str, Any]:
@@ -146,9 +175,10 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings.from_env(database_url=args.database_url, home=Path(home))
-        print(f"database: {'embedded pgserver' if args.database_url is None else 'given URL'}")
+    with tempfile.TemporaryDirectory() as home, scratch_database(args.database_url) as url:
+        settings = Settings.from_env(database_url=url, home=Path(home))
+        where = "a scratch database on the given server"
+        print(f"database: {'embedded pgserver' if url is None else where}")
         figures = asyncio.run(measure(settings, args.runs))
         if args.database_url is None:
             from runner.store import embedded

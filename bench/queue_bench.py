@@ -1,7 +1,8 @@
 """Queue throughput and latency with real worker processes:
 `python bench/queue_bench.py [--seconds 60] [--workers 2] [--database-url URL]`.
 
-Without --database-url (or DWF_DATABASE_URL) it uses a private embedded Postgres (pgserver) in a
+With --database-url (or DWF_DATABASE_URL) it works in a scratch database it creates on that
+server and drops afterwards; without, it uses a private embedded Postgres (pgserver) in a
 temporary home, as a fresh `dwf` would, and stops it at the end. It measures, in this order:
 
 1. latency: with idle `dwf worker` processes waiting on LISTEN, single executions of a 1-node
@@ -50,7 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from engine_bench import echo, workflow  # bench/ is on sys.path when run as a script
+
+# bench/ is on sys.path when run as a script
+from engine_bench import echo, scratch_database, workflow
 
 from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
@@ -701,9 +704,10 @@ def main() -> None:
 
     logs.configure("json", "warning")
     print(machine())
-    with tempfile.TemporaryDirectory() as home:
-        url = args.database_url
-        print(f"database: {'embedded pgserver' if url is None else 'given URL'}")
+    with tempfile.TemporaryDirectory() as home, scratch_database(args.database_url) as scratch:
+        where = "a scratch database on the given server"
+        print(f"database: {'embedded pgserver' if scratch is None else where}")
+        url = scratch
         if url is None:
             from runner.store import embedded
 

@@ -240,8 +240,19 @@ class FakeMonday:
             page = self.page(cursor, variables["limit"])
             return JSONResponse({"data": {"boards": [{"items_page": page}]}})
         if "columns" in query:
-            return JSONResponse({"data": {"boards": [{"id": self.board_id, "columns": list(self.columns)}]}})  # noqa: E501
-        return JSONResponse({"errors": [{"message": "unknown query", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]})  # noqa: E501
+            return JSONResponse(
+                {"data": {"boards": [{"id": self.board_id, "columns": list(self.columns)}]}}
+            )
+        return JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": "unknown query",
+                        "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+                    }
+                ]
+            }
+        )
 
     def page(self, cursor: str, limit: int) -> dict[str, Any]:
         ids, offset = json.loads(base64.b64decode(cursor))

@@ -51,7 +51,7 @@ _RETRY_IN = re.compile(r"(\d+)\s*seconds?")
 _BOARD_ID = {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 1}
 _ITEM_FIELDS = "id name group { id title } column_values { id text type column { title } }"
 _COLUMNS_QUERY = (
-    "query ($board: [ID!]) { boards(ids: $board) { id columns { id title type settings_str } } }"  # noqa: E501
+    "query ($board: [ID!]) { boards(ids: $board) { id columns { id title type settings_str } } }"
 )
 _FIRST_PAGE_QUERY = (
     "query ($board: [ID!], $limit: Int!, $query: ItemsQuery) { boards(ids: $board) { "
@@ -142,7 +142,7 @@ class GetItems(Action):
                 query = query_params(params["filter"], columns, params.get("filterOperator", "and"))
             variables = {"board": [board], "limit": page_size, "query": query}
             data = await api.call(_FIRST_PAGE_QUERY, variables)
-            page = _path(data, ("boards", 0, "items_page"), f"board {board}'s items_page")
+            page = _path(_board(data, board), ("items_page",), f"board {board}'s items_page")
             items: list[dict[str, Any]] = []
             while True:
                 cursor, batch = _page(page)
@@ -260,16 +260,7 @@ class _Api:
 
     async def columns(self, board: str) -> list[dict[str, Any]]:
         data = await self.call(_COLUMNS_QUERY, {"board": [board]})
-        boards = data.get("boards")
-        if isinstance(boards, list) and not boards:
-            raise Failure(
-                ActionResult.failed(
-                    "BoardNotFound",
-                    f"monday.com board {board} does not exist or is not shared "
-                    "with the token's user",
-                )  # fmt: skip
-            )
-        columns = _path(data, ("boards", 0, "columns"), f"board {board}'s columns")
+        columns = _path(_board(data, board), ("columns",), f"board {board}'s columns")
         if not isinstance(columns, list):
             raise Failure(_unexpected(f"board {board}'s columns (a list)", columns))
         return [c for c in columns if isinstance(c, dict)]
@@ -402,6 +393,19 @@ def _page(page: Any) -> tuple[str | None, list[Any]]:
         raise Failure(_unexpected("a page {cursor, items: [...]}", page))
     cursor = page.get("cursor")
     return (cursor if isinstance(cursor, str) and cursor else None), page["items"]
+
+
+def _board(data: Mapping[str, Any], board: str) -> Any:
+    """The one board `boards(ids: [board])` answered; BoardNotFound when it answered none."""
+    boards = data.get("boards")
+    if isinstance(boards, list) and not boards:
+        raise Failure(
+            ActionResult.failed(
+                "BoardNotFound",
+                f"monday.com board {board} does not exist or is not shared with the token's user",
+            )
+        )
+    return _path(data, ("boards", 0), f"board {board}")
 
 
 def _path(data: Any, path: tuple[Any, ...], what: str) -> Any:

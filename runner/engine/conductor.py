@@ -16,7 +16,8 @@ from runner.engine.record import Recorded, recorded
 from runner.engine.requests import StartRequest, check_trigger
 from runner.engine.run import PARKED, RELEASED, ExecutionRun, Observer, Signals
 from runner.errors import Conflict, LeaseLost, NotFound
-from runner.plan import checksum, compiler
+from runner.plan import compiler
+from runner.plan.cache import LruCache
 from runner.settings import Settings
 from runner.spec.model import Node
 from runner.store import batch as batch_store
@@ -41,6 +42,8 @@ class Conductor:
         self.db, self.settings, self.observer = db, settings, observer
         self._signals: dict[uuid.UUID, Signals] = {}
         self.definitions = Definitions()
+        # (tenant, workflow) -> (status, current version) as last read: a hint (see _start).
+        self._workflows: LruCache[tuple[str, str], tuple[str, int | None]] = LruCache(1024)
 
     async def register(
         self,
@@ -51,23 +54,30 @@ class Conductor:
         status: WorkflowStatus | None = None,
         tenant: str | None = None,
     ) -> DefinitionRow:
-        """Record a definition as a version of its workflow (same checksum, same version)."""
-        workflow = compiler.get_plan(definition).workflow
+        """Record a definition as a version of its workflow (same checksum, same version), and
+        its plan in `workflow_plans`, so no worker compiles it again."""
+        plan = compiler.get_plan(definition)
+        workflow = plan.workflow
         declared: WorkflowStatus = {"draft": "Draft", "active": "Active", "archived": "Archived"}[
             workflow.status
         ]  # type: ignore[assignment]
+        tenant = tenant or self.settings.tenant
         async with self.db.transaction() as conn:
-            return await workflows.record_version(
+            version = await workflows.record_version(
                 conn,
-                tenant=tenant or self.settings.tenant,
+                tenant=tenant,
                 workflow_id=workflow.id,
-                checksum=checksum.definition_checksum(definition),
+                checksum=plan.checksum,
                 definition=definition,
                 source_kind=source_kind,
                 status=status or declared,
                 display_name=workflow.display_name,
                 source_path=source_path,
             )
+            await workflows.put_plan(
+                conn, tenant, plan.checksum, plan.compiler_version, plan.to_json()
+            )
+        return version
 
     async def start(
         self, request: StartRequest, *, conn: Connection | None = None
@@ -91,56 +101,67 @@ class Conductor:
             max_bytes=self.settings.max_trigger_bytes,
             max_depth=self.settings.max_trigger_depth,
         )
+        statuses = _startable(request)
+        request_id = request.request_id or f"{request.trigger_type}:{uuid.uuid4()}"
+        key = (request.tenant, request.workflow_id)
         async with _joined(self.db, conn) as joined:
-            workflow = await workflows.get(joined, request.tenant, request.workflow_id)
-            if workflow is None:
-                raise NotFound(
-                    f"workflow {request.workflow_id!r} does not exist in tenant {request.tenant!r}"
+            # The workflow's status and current version as last seen here are only a hint: the
+            # enqueue statement checks them itself and writes nothing when they changed, and
+            # then they are read again. The common start is thus one statement.
+            seen = self._workflows.get(key)
+            for fresh in (seen is None, True, True):
+                if fresh:
+                    workflow = await workflows.get(joined, request.tenant, request.workflow_id)
+                    if workflow is None:
+                        raise NotFound(
+                            f"workflow {request.workflow_id!r} does not exist in tenant "
+                            f"{request.tenant!r}"
+                        )
+                    seen = (workflow.status, workflow.current_version)
+                    self._workflows.put(key, seen)
+                assert seen is not None
+                status, current = seen
+                if status not in statuses:
+                    if not fresh:
+                        continue
+                    # A repeated request finds its execution whatever the workflow became.
+                    if request.request_id is not None:
+                        found = await executions.by_request(
+                            joined, request.tenant, request.workflow_id, request.request_id
+                        )
+                        if found is not None:
+                            return found, False, await self.definitions.version(
+                                joined, found.tenant, found.workflow_id, found.workflow_version
+                            ), None
+                    hint = " (use --draft to run a Draft)" if status == "Draft" else ""
+                    raise Conflict(
+                        f"workflow {request.workflow_id!r} is {status}; only Active "
+                        f"workflows start executions{hint}"
+                    )
+                version = request.version or current
+                if version is None:
+                    raise NotFound(f"workflow {request.workflow_id!r} has no version to run")
+                definition = await self.definitions.version(
+                    joined, request.tenant, request.workflow_id, version
                 )
-            allowed = workflow.status == "Active" or request.any_status
-            if not allowed and not (request.allow_draft and workflow.status == "Draft"):
-                hint = " (use --draft to run a Draft)" if workflow.status == "Draft" else ""
+                new = _new_execution(request, request_id, definition, payload)
+                # The outbox: the execution and its queue row are one statement, so no
+                # accepted start is ever lost between the two.
+                row, created, claim = await queue.enqueue(
+                    joined,
+                    new,
+                    claimed_by=claim_as,
+                    lease_seconds=self.settings.lease_seconds,
+                    statuses=statuses,
+                    current_version=None if request.version else version,
+                )
+                if row is not None:
+                    break
+            else:
                 raise Conflict(
-                    f"workflow {request.workflow_id!r} is {workflow.status}; only Active "
-                    f"workflows start executions{hint}"
+                    f"workflow {request.workflow_id!r} kept changing while the execution was "
+                    "being started; try again"
                 )
-            version = request.version or workflow.current_version
-            if version is None:
-                raise NotFound(f"workflow {request.workflow_id!r} has no version to run")
-            definition = await self.definitions.version(
-                joined, request.tenant, request.workflow_id, version
-            )
-            if request.trigger_type == "manual":
-                payload = _manual_defaults(definition.definition) | payload
-            headers = {
-                k.lower(): v for k, v in request.headers.items() if k.lower() not in SECRET_HEADERS
-            }
-            new = NewExecution(
-                tenant=request.tenant,
-                workflow_id=request.workflow_id,
-                workflow_version=definition.version,
-                request_id=request.request_id or f"{request.trigger_type}:{uuid.uuid4()}",
-                correlation_id=request.correlation_id or uuid.uuid4().hex,
-                trigger_type=request.trigger_type,
-                trigger_payload=payload,
-                event={
-                    "type": request.trigger_type,
-                    "triggerId": request.trigger_id,
-                    "firedAt": (request.fired_at or datetime.now(UTC)).isoformat(),
-                    "headers": headers,
-                    "query": dict(request.query),
-                },
-                principal=request.principal,
-                trigger_id=request.trigger_id,
-                parent_execution_id=request.parent_execution_id,
-                parent_node_id=request.parent_node_id,
-                depth=request.depth,
-            )
-            # The outbox: the execution and its queue row are one statement, so no accepted
-            # start is ever lost between the two.
-            row, created, claim = await queue.enqueue(
-                joined, new, claimed_by=claim_as, lease_seconds=self.settings.lease_seconds
-            )
         return row, created, definition, claim
 
     async def execute(self, request: StartRequest) -> ExecutionRow:
@@ -402,6 +423,43 @@ async def _request_cancel_tree(conn: Connection, tenant: str, execution_id: uuid
         for child_id in await executions.awaited_children(conn, execution_id):
             if await executions.request_cancel(conn, tenant, child_id):
                 await _request_cancel_tree(conn, tenant, child_id)
+
+
+def _startable(request: StartRequest) -> tuple[str, ...]:
+    """The workflow statuses this request may start an execution of."""
+    if request.any_status:
+        return ("Active", "Draft", "Archived")
+    return ("Active", "Draft") if request.allow_draft else ("Active",)
+
+
+def _new_execution(
+    request: StartRequest, request_id: str, definition: DefinitionRow, payload: dict[str, Any]
+) -> NewExecution:
+    """The execution a request starts on this version."""
+    if request.trigger_type == "manual":
+        payload = _manual_defaults(definition.definition) | payload
+    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in SECRET_HEADERS}
+    return NewExecution(
+        tenant=request.tenant,
+        workflow_id=request.workflow_id,
+        workflow_version=definition.version,
+        request_id=request_id,
+        correlation_id=request.correlation_id or uuid.uuid4().hex,
+        trigger_type=request.trigger_type,
+        trigger_payload=payload,
+        event={
+            "type": request.trigger_type,
+            "triggerId": request.trigger_id,
+            "firedAt": (request.fired_at or datetime.now(UTC)).isoformat(),
+            "headers": headers,
+            "query": dict(request.query),
+        },
+        principal=request.principal,
+        trigger_id=request.trigger_id,
+        parent_execution_id=request.parent_execution_id,
+        parent_node_id=request.parent_node_id,
+        depth=request.depth,
+    )
 
 
 def _manual_defaults(definition: Mapping[str, Any]) -> dict[str, Any]:

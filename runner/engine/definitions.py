@@ -7,11 +7,16 @@ compiler, which stores what it compiled: a run never recompiles an unchanged def
 
 from __future__ import annotations
 
+import structlog
+
+from runner.errors import PlanError
 from runner.plan import cache, compiler
 from runner.plan.compiler import Plan
 from runner.store import workflows
 from runner.store.database import Connection, Database
 from runner.store.workflows import DefinitionRow
+
+_log = structlog.get_logger("runner.engine")
 
 #: Versions kept in memory per process.
 DEFINITION_CACHE_SIZE = 1024
@@ -39,7 +44,8 @@ class Definitions:
         return found
 
     async def plan(self, db: Database, definition: DefinitionRow) -> Plan:
-        """The version's plan: cached, else stored, else compiled and stored."""
+        """The version's plan: cached, else stored, else compiled and stored. A stored plan that
+        fails its load checks is recompiled and replaced, with a warning."""
         plan = compiler.cached_plan(definition.checksum)
         if plan is not None:
             return plan
@@ -47,12 +53,27 @@ class Definitions:
             stored = await workflows.get_plan(
                 conn, definition.tenant, definition.checksum, compiler.COMPILER_VERSION
             )
+            plan, damaged = None, False
             if stored is not None:
-                plan = compiler.Plan.from_json(stored)
-            else:
+                try:
+                    plan = compiler.Plan.from_json(stored)
+                except PlanError as exc:
+                    damaged = True
+                    _log.warning(
+                        "stored plan refused; recompiling it",
+                        workflowId=definition.workflow_id,
+                        version=definition.version,
+                        reason=str(exc),
+                    )
+            if plan is None:
                 plan = compiler.compile_plan(definition.definition)
                 await workflows.put_plan(
-                    conn, definition.tenant, plan.checksum, plan.compiler_version, plan.to_json()
+                    conn,
+                    definition.tenant,
+                    plan.checksum,
+                    plan.compiler_version,
+                    plan.to_json(),
+                    replace=damaged,
                 )
         compiler.remember(plan)
         return plan

@@ -101,6 +101,19 @@ class NewExecution:
     execution_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
+async def by_request(
+    conn: AsyncConnection, tenant: str, workflow_id: str, request_id: str
+) -> ExecutionRow | None:
+    """The execution a request id started, or None."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_executions"
+        " WHERE tenant = %s AND workflow_id = %s AND request_id = %s",
+        (tenant, workflow_id, request_id),
+    )
+    row = await cur.fetchone()
+    return None if row is None else ExecutionRow.from_row(row)
+
+
 async def get(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> ExecutionRow | None:
     """The execution, or None (also for another tenant's)."""
     cur = await conn.execute(

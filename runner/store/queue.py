@@ -9,6 +9,7 @@ on machines with skewed clocks still agree on who holds a lease.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runner.store import batch as batch_store
+from runner.store import executions
 from runner.store.batch import Batch
 from runner.store.executions import ExecutionRow, NewExecution
 
@@ -42,13 +44,19 @@ async def enqueue(
     *,
     claimed_by: str | None = None,
     lease_seconds: float = 0.0,
-) -> tuple[ExecutionRow, bool, Claim | None]:
+    statuses: Sequence[str] = ("Active",),
+    current_version: int | None = None,
+) -> tuple[ExecutionRow | None, bool, Claim | None]:
     """Create a Pending execution with its queue row (the outbox), its `ExecutionCreated` event
     and, for a subworkflow, its hierarchy row, in one statement; workers hear of it at commit.
     A known request id returns the existing execution (created False) and writes nothing.
 
     With `claimed_by`, the caller keeps it (already claimed, nobody is notified): `dwf run`'s
     way of running what it just started without a second round trip to claim it.
+
+    It starts nothing (None, False, None) unless the workflow's status is one of `statuses`
+    and, when given, its current version is `current_version`: the caller's view of the
+    workflow is checked in the same statement that acts on it.
     """
     cur = await conn.execute(
         """
@@ -56,9 +64,13 @@ async def enqueue(
             INSERT INTO workflow_executions (execution_id, tenant, workflow_id, workflow_version,
                 request_id, correlation_id, principal, trigger_type, trigger_id, trigger_payload,
                 event, parent_execution_id, parent_node_id, depth)
-            VALUES (%(id)s, %(tenant)s, %(workflow)s, %(version)s, %(request)s, %(correlation)s,
+            SELECT %(id)s, %(tenant)s, %(workflow)s, %(version)s, %(request)s, %(correlation)s,
                 %(principal)s, %(type)s, %(trigger)s, %(payload)s, %(event)s, %(parent)s,
-                %(node)s, %(depth)s)
+                %(node)s, %(depth)s
+            FROM workflows w
+            WHERE w.tenant = %(tenant)s AND w.workflow_id = %(workflow)s
+              AND w.status = ANY(%(statuses)s)
+              AND (%(current)s::integer IS NULL OR w.current_version = %(current)s)
             -- The unique (tenant, workflow_id, request_id) makes a repeated request a no-op.
             ON CONFLICT (tenant, workflow_id, request_id) DO NOTHING
             RETURNING *
@@ -107,6 +119,8 @@ async def enqueue(
             "owner": claimed_by,
             "lease": lease_seconds,
             "channel": QUEUE_CHANNEL,
+            "statuses": list(statuses),
+            "current": current_version,
         },
     )
     row = await cur.fetchone()
@@ -114,14 +128,8 @@ async def enqueue(
         created = ExecutionRow.from_row(row)
         claim = None if claimed_by is None else Claim(new.execution_id, new.tenant, 1, created)
         return created, True, claim
-    cur = await conn.execute(
-        "SELECT * FROM workflow_executions"
-        " WHERE tenant = %s AND workflow_id = %s AND request_id = %s",
-        (new.tenant, new.workflow_id, new.request_id),
-    )
-    existing = await cur.fetchone()
-    assert existing is not None
-    return ExecutionRow.from_row(existing), False, None
+    existing = await executions.by_request(conn, new.tenant, new.workflow_id, new.request_id)
+    return existing, False, None
 
 
 async def claim(

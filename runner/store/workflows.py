@@ -194,14 +194,19 @@ async def put_plan(
     checksum: str,
     compiler_version: int,
     plan: Mapping[str, Any],
+    *,
+    replace: bool = False,
 ) -> None:
-    """Store a compiled plan (a no-op when another process stored it first)."""
+    """Store a compiled plan; a stored one of the same key is kept, or with `replace` (a row
+    that failed its load checks) overwritten."""
     await conn.execute(
         """
         INSERT INTO workflow_plans (tenant, checksum, compiler_version, plan)
-        VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT (tenant, checksum, compiler_version)
+        DO UPDATE SET plan = EXCLUDED.plan WHERE %s
         """,
-        (tenant, checksum, compiler_version, Jsonb(plan)),
+        (tenant, checksum, compiler_version, Jsonb(plan), replace),
     )
 
 

@@ -87,42 +87,33 @@ class Webhooks:
     ) -> Delivery:
         """Handle one delivery (module docstring); WebhookRejected says how it was refused."""
         headers = {k.lower(): v for k, v in headers.items()}
-        async with self.db.connection() as conn:
-            row = await triggers.webhook_route(conn, tenant, path)
-        if row is None:
-            raise WebhookRejected(404, "not-found", NOT_FOUND)
-        hook = trigger_from_data(row.config)
-        assert isinstance(hook, WebhookTrigger)
-        self._authenticate(row, hook, body, headers)
-        payload = _payload(body, headers.get("content-type"), self.settings)
-        shown = {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
-        if hook.activation_condition is not None and not self._activated(
-            row, hook, payload, shown, query
-        ):
-            async with self.db.transaction() as conn:
-                await triggers.record_delivery(
-                    conn, row, "skipped", self.replica or "",
-                    reason="activationCondition is false",
-                )  # fmt: skip
-            return Delivery(activated=False)
-        request_id = None
-        if hook.request_id_header is not None:
-            request_id = headers.get(hook.request_id_header.lower()) or None
-            if request_id is not None and len(request_id) > MAX_REQUEST_ID_LENGTH:
-                raise WebhookRejected(
-                    400, "invalid-request",
-                    f"the {hook.request_id_header} header is longer than "
-                    f"{MAX_REQUEST_ID_LENGTH} characters",
-                )  # fmt: skip
         try:
+            # One transaction from the routing to the start: one connection and one commit per
+            # delivery; only checks without I/O run between its statements.
             async with self.db.transaction() as conn:
+                row = await triggers.webhook_route(conn, tenant, path)
+                if row is None:
+                    raise WebhookRejected(404, "not-found", NOT_FOUND)
+                hook = trigger_from_data(row.config)
+                assert isinstance(hook, WebhookTrigger)
+                self._authenticate(row, hook, body, headers)
+                payload = _payload(body, headers.get("content-type"), self.settings)
+                shown = {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
+                if hook.activation_condition is not None and not self._activated(
+                    row, hook, payload, shown, query
+                ):
+                    await triggers.record_delivery(
+                        conn, row, "skipped", self.replica or "",
+                        reason="activationCondition is false",
+                    )  # fmt: skip
+                    return Delivery(activated=False)
                 execution, created = await self.conductor.start(
                     StartRequest(
                         workflow_id=row.workflow_id,
                         trigger=payload,
                         trigger_type="webhook",
                         trigger_id=row.trigger_id,
-                        request_id=request_id,
+                        request_id=_request_id(hook, headers),
                         principal=WEBHOOK_PRINCIPAL,
                         tenant=row.tenant,
                         headers=headers,
@@ -191,6 +182,20 @@ class Webhooks:
             )
         except ConditionError as exc:
             raise WebhookRejected(422, "activation-failed", str(exc)) from exc
+
+
+def _request_id(hook: WebhookTrigger, headers: Mapping[str, str]) -> str | None:
+    """The delivery id from the trigger's `requestIdHeader`, when it names one and it was sent."""
+    if hook.request_id_header is None:
+        return None
+    request_id = headers.get(hook.request_id_header.lower()) or None
+    if request_id is not None and len(request_id) > MAX_REQUEST_ID_LENGTH:
+        raise WebhookRejected(
+            400, "invalid-request",
+            f"the {hook.request_id_header} header is longer than {MAX_REQUEST_ID_LENGTH} "
+            "characters",
+        )  # fmt: skip
+    return request_id
 
 
 def _payload(body: bytes, content_type: str | None, settings: Settings) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from runner.store import catalog
 
 pytestmark = pytest.mark.anyio
 
-PLUGIN = '''
+PLUGIN = """
 from runner.actions.base import Action, ActionResult
 
 class Ping(Action):
@@ -21,7 +21,7 @@ class Ping(Action):
 
     async def execute(self, context, params):
         return ActionResult.ok({})
-'''
+"""
 
 
 @pytest.fixture
@@ -58,7 +58,10 @@ async def test_the_registry_is_published_with_schemas_and_packages(db, acme, mon
         "acme-tools",
         "1.2",
     )
-    assert ping["parameters_schema"] == {"type": "object", "properties": {"host": {"type": "string"}}}
+    assert ping["parameters_schema"] == {
+        "type": "object",
+        "properties": {"host": {"type": "string"}},
+    }
     assert ping["entry_point"] == "acme_tools:Ping"
     assert rows["slack.post-message"]["parameters_schema"]["required"] == ["channel"]
     assert ("acme", "acme-tools") in connectors and ("slack", "dataworkflows") in connectors

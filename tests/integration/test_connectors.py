@@ -307,7 +307,9 @@ async def test_slack_missing_token_names_the_secret_and_sends_nothing(
     doc = await run(
         db,
         local,
-        workflow(node("post", "slack.post-message", {"channel": "#ops", "text": "x"}), start="post"),
+        workflow(
+            node("post", "slack.post-message", {"channel": "#ops", "text": "x"}), start="post"
+        ),
     )
     error = doc["nodes"]["post"]["error"]
     assert error["type"] == "MissingCredential"
@@ -320,7 +322,9 @@ async def test_slack_unexpected_answer_says_what_was_expected(db, local, slack_a
     doc = await run(
         db,
         local,
-        workflow(node("post", "slack.post-message", {"channel": "#ops", "text": "x"}), start="post"),
+        workflow(
+            node("post", "slack.post-message", {"channel": "#ops", "text": "x"}), start="post"
+        ),
     )
     error = doc["nodes"]["post"]["error"]
     assert error["type"] == "UnexpectedResponse"
@@ -403,16 +407,15 @@ async def test_monday_empty_values_and_operators_translate(db, local, monday_api
 
 
 @pytest.mark.parametrize(
-    ("filter_", "kind", "words"),
+    "case",
     [
         ({"Status": "Shipped"}, "UnknownLabel", "Working on it, Done, Stuck"),
         ({"Colour": "red"}, "UnknownColumn", "Status (status)"),
         ({"Status": {"near": 1}}, "InvalidFilter", "anyOf"),
     ],
 )
-async def test_monday_bad_filters_fail_naming_what_is_valid(
-    db, local, monday_api, filter_, kind, words
-):
+async def test_monday_bad_filters_fail_naming_what_is_valid(db, local, monday_api, case):
+    filter_, kind, words = case
     doc = await run(
         db,
         local,
@@ -471,7 +474,8 @@ async def test_monday_wrong_token_and_bad_shapes_are_permanent(db, local, monday
     assert doc["nodes"]["fetch"]["attempts"] == 1
     assert error["type"] == "UnexpectedResponse"
     assert "a page {cursor, items: [...]}" in error["message"]
-    assert "board 42" in doc["nodes"]["other"]["error"]["message"]
+    assert doc["nodes"]["other"]["error"]["type"] == "BoardNotFound"
+    assert "board 42 does not exist" in doc["nodes"]["other"]["error"]["message"]
     monday_api.token = "another"
     doc = await run(
         db,

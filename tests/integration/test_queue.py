@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
 from runner.engine.worker import Worker
-from runner.errors import LeaseLost
+from runner.errors import Conflict, LeaseLost
 from runner.store import batch as batch_store
 from runner.store import queue
 from runner.store.batch import Batch
@@ -112,6 +112,29 @@ async def test_a_start_that_rolls_back_leaves_neither_row_nor_a_notification(db,
         heard = [n async for n in listener.notifies(timeout=2, stop_after=1)]
     assert [(n.channel, n.payload) for n in heard] == [(queue.QUEUE_CHANNEL, "")]
     assert await queued(db, execution_id) is not None
+
+
+async def test_a_start_sees_changes_another_process_made_since_its_last_start(
+    db, settings, conductor
+):
+    # `conductor` remembers the workflow as Active at version 1 after its first start.
+    first = await conductor.start(StartRequest(workflow_id="q"))
+    assert first[0].workflow_version == 1
+    other = Conductor(db, settings)  # another process: publishes version 2, then archives
+    await other.register(FLOW | {"description": "v2"}, source_kind="local")
+    second, _ = await conductor.start(StartRequest(workflow_id="q"))
+    assert second.workflow_version == 2
+    await other.register(FLOW | {"description": "v2"}, source_kind="local", status="Archived")
+    with pytest.raises(Conflict, match="'q' is Archived; only Active workflows start"):
+        await conductor.start(StartRequest(workflow_id="q"))
+    # Nothing was written for the refused start.
+    assert len(await rows(db, "SELECT 1 FROM workflow_executions")) == 2
+    assert len(await rows(db, "SELECT 1 FROM execution_queue")) == 2
+    # A repeated request id still finds its execution, whatever the workflow became since.
+    again, created = await conductor.start(
+        StartRequest(workflow_id="q", request_id=first[0].request_id)
+    )
+    assert (again.execution_id, created) == (first[0].execution_id, False)
 
 
 async def test_notify_reaches_a_listener_for_starts_and_cancels(db, conductor):
