@@ -144,9 +144,9 @@ async def send(
     import httpx
 
     for _ in range(redirects + 1):
-        if not allow_private:
-            await check_address(request.url.host)
         try:
+            if not allow_private:
+                await check_address(request.url.host)
             response = await client.send(request, stream=True)
         except httpx.TimeoutException as exc:
             return ActionResult.failed("Timeout", _describe(request, exc), transient=True)
@@ -226,7 +226,8 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 async def check_address(host: str) -> None:
-    """RefusedAddress unless every address `host` names or resolves to is public."""
+    """RefusedAddress unless every address `host` names or resolves to is public (OSError
+    when it does not resolve)."""
     import asyncio
     import ipaddress
     import socket
@@ -235,10 +236,9 @@ async def check_address(host: str) -> None:
         addresses = [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError:
-            return  # the request fails to connect and says so (transient, as DNS can recover)
+        # A name that does not resolve raises OSError: a transient ConnectionError, since DNS
+        # can recover; it is never sent unchecked.
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for found in addresses:
         address = found

@@ -36,6 +36,10 @@ def actions(output: str, from_db: bool) -> None:
     except StoreError as exc:
         click.echo(f"dwf actions: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    if from_db and not entries:
+        click.echo(
+            "dwf actions: the catalog is empty; `dwf serve` and `dwf worker` write it", err=True
+        )
     if output == "json":
         click.echo(json.dumps(entries, indent=2, default=str))
     else:

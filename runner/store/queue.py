@@ -16,6 +16,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from runner.credentials import masking
 from runner.store import batch as batch_store
 from runner.store import executions
 from runner.store.batch import Batch
@@ -111,8 +112,9 @@ async def enqueue(
             "principal": new.principal,
             "type": new.trigger_type,
             "trigger": new.trigger_id,
-            "payload": Jsonb(new.trigger_payload),
-            "event": Jsonb(new.event),
+            # A subworkflow's trigger is its parent node's rendered parameters: secrets masked.
+            "payload": Jsonb(masking.mask(new.trigger_payload)),
+            "event": Jsonb(masking.mask(new.event)),
             "parent": new.parent_execution_id,
             "node": new.parent_node_id,
             "depth": new.depth,

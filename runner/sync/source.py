@@ -38,9 +38,11 @@ REGULAR_MODES = frozenset({"100644", "100755"})
 SYMLINK_MODE, SUBMODULE_MODE = "120000", "160000"
 WORKFLOWS_FOLDER = "workflows"
 # Errors that mean our cache repository is damaged (not the remote): wipe it and fetch again.
-_CACHE_DAMAGE = ("corrupt", "bad object", "loose object", "index-pack", "unable to read",
-                 "not a git repository", "bad tree", "missing blob", "shallow", "inflate",
-                 "unable to unpack", "invalid object", "did not send all necessary objects")  # fmt: skip
+_CACHE_DAMAGE = (
+    "corrupt", "bad object", "loose object", "index-pack", "unable to read", "not a git repository",
+    "bad tree", "missing blob", "shallow", "inflate", "unable to unpack", "invalid object",
+    "did not send all necessary objects",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

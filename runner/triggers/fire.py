@@ -72,6 +72,7 @@ async def fire(
             fire_id = await triggers.claim_fire(conn, trigger, scheduled_at, replica)
             if fire_id is None:
                 return None
+            running: list[uuid.UUID] = []
             if overlap in ("skip", "cancelPrevious"):
                 running = await triggers.running_executions(conn, trigger, exclude)
                 if running and overlap == "skip":
@@ -99,7 +100,7 @@ async def fire(
                 conn=conn,
             )
             reason = None
-            if overlap == "cancelPrevious" and running:
+            if running:  # cancelPrevious
                 reason = f"overlap: cancelPrevious; cancelled {', '.join(map(str, running))}"
             if not created:
                 reason = "its request id had already started this execution"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from runner.actions import services
+from runner.engine.conductor import Conductor
 from tests import fakes
 from tests.integration.test_engine import run, workflow
 
@@ -170,6 +171,17 @@ async def test_private_addresses_are_refused_unless_allowed(db, settings, http_s
     assert error["type"] == "AddressRefused"
     assert "DWF_HTTP_ALLOW_PRIVATE" in error["message"]
     assert http_server.requests == []
+
+
+async def test_a_name_that_does_not_resolve_is_transient_and_never_sent(db, settings):
+    doc = await run(
+        db,
+        settings,
+        workflow(node("a", "core.http", {"url": "http://nothing-here.invalid/"}, retry=FAST_RETRY)),
+    )
+    assert [r.status for r in doc["attemptRows"]] == ["RetriableFailure"] * 2 + ["Failed"]
+    assert doc["nodes"]["a"]["error"]["type"] == "ConnectionError"
+    assert "nothing-here.invalid" in doc["nodes"]["a"]["error"]["message"]
 
 
 async def test_redirects_are_followed_only_when_asked_and_checked(db, settings, local, http_server):
@@ -560,3 +572,32 @@ async def test_a_missing_secret_fails_the_node_naming_it(db, local):
     assert "node `a` at `parameters.message`" in error["message"]
     assert "secret 'nope' is not configured" in error["message"]
     assert "DWF_SECRET_NOPE" in error["message"]
+
+
+async def test_a_subworkflow_is_handed_the_secret_masked(db, local, monkeypatch):
+    monkeypatch.setenv("DWF_SECRET_CHILD_TOKEN", "child-secret-" + uuid.uuid4().hex)
+    await Conductor(db, local).register(
+        workflow(
+            node("c", "core.echo", {"message": "{{ trigger.token }} {{ secrets['child-token'] }}"}),
+            start="c",
+            id="child",
+            outputs={"said": "{{ nodes.c.outputs.echo }}"},
+        ),
+        source_kind="local",
+    )
+    parent = workflow(
+        {
+            "id": "a",
+            "nodeType": "subworkflow",
+            "workflowId": "child",
+            "parameters": {"token": "{{ secrets['child-token'] }}"},
+        },
+        id="parent",
+    )
+    doc = await run(db, local, parent)
+    # Passed as a value it arrives masked; read by name in the child it works (and is masked).
+    assert doc["nodes"]["a"]["outputs"]["outputs"] == {"said": "*** ***"}
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT trigger_payload FROM workflow_executions")
+        payloads = [r["trigger_payload"] for r in await cur.fetchall()]
+    assert {"token": "***"} in payloads

@@ -86,3 +86,32 @@ def test_a_broken_plugin_is_reported_not_crashed_on(plugin_dir):
     )
     with pytest.raises(ActionRegistryError, match=r"failed to load: missing sdk"):
         registry.get("fake.x")
+
+
+def test_lint_checks_connector_parameters_against_their_schemas():
+    from runner.lint import linter
+
+    source = b"""\
+apiVersion: dataworkflows/v1
+kind: Workflow
+id: w
+startNode: post
+nodes:
+  - id: post
+    actionType: slack.post-message
+    parameters: {channel: 5, text: hi, thread: x}
+    edges: [{targetNode: fetch}]
+  - id: fetch
+    actionType: monday.get-items
+    parameters: {boardId: "{{ trigger.board }}", limit: 0}
+"""
+    found = {
+        (d.rule, d.line, d.message.split(": ", 1)[1])
+        for d in linter.lint_source("w.yaml", source).diagnostics
+    }
+    assert found == {
+        ("action-parameters", 8, "parameters.channel: 5 is not of type 'string'"),
+        ("action-parameters", 8, "parameters: unknown parameter `thread`; did you mean "
+         "`threadTs`? (allowed: blocks, channel, text, threadTs)"),
+        ("action-parameters", 12, "parameters.limit: 0 is less than the minimum of 1"),
+    }  # fmt: skip
