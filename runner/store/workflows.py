@@ -386,3 +386,17 @@ async def statuses(
         (tenant, list(workflow_ids)),
     )
     return {r["workflow_id"]: r["status"] for r in await cur.fetchall()}
+
+
+async def put_plans(
+    conn: AsyncConnection, tenant: str, plans: Sequence[tuple[str, int, Mapping[str, Any]]]
+) -> None:
+    """Store many compiled plans, (checksum, compiler version, plan) each; stored ones are kept."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """
+            INSERT INTO workflow_plans (tenant, checksum, compiler_version, plan)
+            VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, checksum, compiler_version) DO NOTHING
+            """,
+            [(tenant, checksum, version, Jsonb(plan)) for checksum, version, plan in plans],
+        )

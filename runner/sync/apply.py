@@ -22,7 +22,8 @@ from typing import Any
 
 import structlog
 
-from runner.errors import DwfError, SourceError
+from runner.errors import DwfError, PlanError, SourceError
+from runner.plan import compiler
 from runner.settings import Settings
 from runner.store import sync as store
 from runner.store import workflows
@@ -213,9 +214,19 @@ async def write(
         )
         for c in writes
     ]
-    return await workflows.record_versions(
+    versions = await workflows.record_versions(
         conn, tenant, items, source_kind="git", source_repo=repo, source_commit=commit
     )
+    # Plans are compiled here, once per checksum, so no worker compiles a synced version. Lint
+    # passed, so compiling succeeds; were it not to, the first run would compile and report.
+    plans = []
+    for item in items:
+        with contextlib.suppress(PlanError):
+            plans.append(compiler.get_plan(item.definition))
+    await workflows.put_plans(
+        conn, tenant, [(p.checksum, p.compiler_version, p.to_json()) for p in plans]
+    )
+    return versions
 
 
 def summary(changes: diff.ChangeSet, files: int) -> dict[str, int]:

@@ -74,6 +74,12 @@ async def test_commit_and_sync_records_versions_with_their_source_and_triggers(d
     # Only an Active workflow has trigger rows.
     assert await trigger_ids(db, settings, "a") == ["by-hand", "hook", "timer"]
     assert await trigger_ids(db, settings, "b") == []
+    # Each version's plan is compiled and stored by the sync: no worker compiles it.
+    async with db.connection() as conn:
+        for workflow_id in ("a", "b"):
+            stored = await workflows.get_definition(conn, settings.tenant, workflow_id)
+            plan = await workflows.get_plan(conn, settings.tenant, stored.checksum, 1)
+            assert plan is not None and plan["workflowId"] == workflow_id
 
 
 async def test_a_change_makes_a_new_version_and_triggers_follow(db, settings, repo):
