@@ -66,7 +66,10 @@ def serve(  # noqa: PLR0917 (click passes every option)
         if "api" in roles:
             started = asyncio.run(
                 server.serve(
-                    settings, host, worker="worker" in roles, sync="sync" in roles,
+                    settings,
+                    host,
+                    worker="worker" in roles,
+                    sync="sync" in roles,
                     scheduler="scheduler" in roles,
                 )
             )

@@ -130,9 +130,14 @@ class Conductor:
                             joined, request.tenant, request.workflow_id, request.request_id
                         )
                         if found is not None:
-                            return found, False, await self.definitions.version(
-                                joined, found.tenant, found.workflow_id, found.workflow_version
-                            ), None
+                            return (
+                                found,
+                                False,
+                                await self.definitions.version(
+                                    joined, found.tenant, found.workflow_id, found.workflow_version
+                                ),
+                                None,
+                            )
                     hint = " (use --draft to run a Draft)" if status == "Draft" else ""
                     raise Conflict(
                         f"workflow {request.workflow_id!r} is {status}; only Active "
