@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import signal
@@ -259,7 +260,7 @@ async def test_catch_up_after_every_replica_was_down_follows_each_policy(db, con
         times = covered(decided)
         # Every time of the outage decided exactly once: 2 s apart, no gap, no repeat.
         assert len(times) >= 5, (name, decided)
-        assert all(b - a == timedelta(seconds=2) for a, b in zip(times, times[1:], strict=False))
+        assert all(b - a == timedelta(seconds=2) for a, b in itertools.pairwise(times))
     outcomes = {name: [(f["outcome"], f["fires"]) for f in outage(name)] for name in policies}
     assert {o for o, _ in outcomes["all"]} == {"fired"}
     assert [o for o, _ in outcomes["latest"]] == ["missed", "fired"]
@@ -306,7 +307,7 @@ async def test_overlap_skip_and_cancel_previous_with_a_real_worker(db, conductor
     )
     skips = [r for r in runs if r["workflow_id"] == "skips"]
     # skip: never two runs at once, and the times that came meanwhile are logged as skipped.
-    for a, b in zip(skips, skips[1:], strict=False):
+    for a, b in itertools.pairwise(skips):
         assert a["finished_at"] is not None and a["finished_at"] <= b["started_at"]
     skipped = [f for f in await fires(db, "skips") if f["outcome"] == "skipped"]
     assert len(skipped) >= 2
@@ -352,3 +353,46 @@ def test_signed_webhooks_against_a_real_server(database_url, tmp_path, procs):
         assert status["workflowId"] == "hooked"
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=15) == 0
+
+
+async def test_dwf_triggers_list_and_history(db, conductor, database_url, tmp_path):
+    from runner.store import triggers as store
+    from runner.triggers import fire
+
+    await conductor.register(
+        flow("listed", schedule("tick", overlap="allow"),
+             {"id": "hook", "type": "webhook", "path": "listed/hook"}),
+        source_kind="api",
+    )  # fmt: skip
+    async with db.connection() as conn:
+        [row] = await store.of_type(conn, "schedule")
+    at = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    await fire.fire(db, conductor, row, at, replica="test")
+    await fire.miss(db, row, at + timedelta(seconds=2), "a reason", replica="test")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DWF_")} | {
+        "DWF_DATABASE_URL": database_url, "DWF_HOME": str(tmp_path / "home"),
+    }  # fmt: skip
+
+    def dwf(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DWF, "triggers", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+
+    listed = dwf("list", "listed", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    items = {t["id"]: t for t in json.loads(listed.stdout)["items"]}
+    assert len(items["tick"]["nextFireTimes"]) == 3
+    assert items["hook"]["url"] == "/api/v1/hooks/default/listed/hook"
+    history = dwf("history", "listed", "--trigger", "tick", "--output", "json")
+    assert history.returncode == 0, history.stderr
+    entries = json.loads(history.stdout)["items"]
+    assert [(e["outcome"], e["reason"]) for e in entries] == [
+        ("missed", "a reason"),
+        ("fired", None),
+    ]
+    assert entries[1]["scheduledAt"] == "2026-03-29T01:00:00+00:00"
+    table = dwf("history", "listed")
+    assert table.returncode == 0 and "missed" in table.stdout and "a reason" in table.stdout
+    unknown = dwf("history", "nope")
+    assert unknown.returncode == 1 and "'nope' does not exist" in unknown.stderr

@@ -71,9 +71,7 @@ async def test_registering_stores_the_plan_and_a_new_process_loads_it_without_co
     assert compiles == ["planned"]
 
 
-async def test_a_version_without_a_stored_plan_is_compiled_once_and_stored(
-    db, settings, compiles
-):
+async def test_a_version_without_a_stored_plan_is_compiled_once_and_stored(db, settings, compiles):
     version = await Conductor(db, settings).register(DEFINITION, source_kind="api")
     async with db.connection() as conn:
         await conn.execute("DELETE FROM workflow_plans")

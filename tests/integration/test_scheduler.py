@@ -5,6 +5,7 @@ nights fired through the real fire path, and the fire log."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -122,8 +123,10 @@ async def test_two_schedulers_fire_each_scheduled_time_exactly_once(db, fast, co
     times = [f["scheduled_at"] for f in found]
     assert all(f["outcome"] == "fired" for f in found)
     # One execution per scheduled time, named by it, none in between skipped.
-    assert sorted(e["request_id"] for e in executions) == [fire.request_id("tick", t) for t in times]
-    assert all(b - a == timedelta(seconds=1) for a, b in zip(times, times[1:], strict=False))
+    assert sorted(e["request_id"] for e in executions) == [
+        fire.request_id("tick", t) for t in times
+    ]
+    assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(times))
     assert {e["event"]["firedAt"] for e in executions} == {t.isoformat() for t in times}
     [trigger] = await rows(db, "SELECT * FROM workflow_triggers WHERE workflow_id = 'w'")
     assert trigger["last_fired_at"] == times[-1]
@@ -165,9 +168,8 @@ async def test_overlap_cancel_previous_cancels_the_run_still_going(db, fast, con
         )
 
     [first, *_] = await until(cancelled, 15, "a run cancelled by the next fire")
-    cancelling = [
-        f for f in await fires_of(db, "w") if f["reason"] and str(first["execution_id"]) in f["reason"]
-    ]
+    named = str(first["execution_id"])
+    cancelling = [f for f in await fires_of(db, "w") if f["reason"] and named in f["reason"]]
     assert cancelling and cancelling[0]["outcome"] == "fired"
     assert "cancelPrevious" in cancelling[0]["reason"]
 
@@ -226,7 +228,7 @@ async def test_concurrent_fires_of_one_time_start_one_execution(db, conductor):
          ["2026-10-31T05:30:00Z", "2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]),
     ],
 )  # fmt: skip
-async def test_dst_nights_start_one_execution_per_wall_clock_time(
+async def test_dst_nights_start_one_execution_per_wall_clock_time(  # noqa: PLR0917
     db, conductor, zone, cron, start, expected
 ):
     schedule = {"id": "nightly", "type": "schedule", "cron": cron, "timezone": zone,
@@ -238,9 +240,7 @@ async def test_dst_nights_start_one_execution_per_wall_clock_time(
     # Every replica fires every time (twice here), the way three replicas would.
     for at in times + times:
         await fire.fire(db, conductor, row, at, replica="r")
-    executions = await rows(
-        db, "SELECT request_id FROM workflow_executions ORDER BY request_id"
-    )
+    executions = await rows(db, "SELECT request_id FROM workflow_executions ORDER BY request_id")
     assert [e["request_id"] for e in executions] == [f"schedule:nightly:{t}" for t in expected]
 
 

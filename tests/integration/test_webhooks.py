@@ -55,8 +55,11 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 
 def slack_headers(body: bytes, stamp: int, secret: str = SECRET) -> dict[str, str]:
     base = f"v0:{stamp}:".encode() + body
-    return {"X-Slack-Request-Timestamp": str(stamp), "X-Slack-Signature": "v0=" + sign(base, secret),
-            "Content-Type": "application/json"}  # fmt: skip
+    return {
+        "X-Slack-Request-Timestamp": str(stamp),
+        "X-Slack-Signature": "v0=" + sign(base, secret),
+        "Content-Type": "application/json",
+    }
 
 
 @pytest.fixture
@@ -131,9 +134,8 @@ async def test_concurrent_first_deliveries_of_one_id_start_one_execution(app, cl
     ],
 )
 async def test_a_bad_or_missing_github_signature_is_401_and_starts_nothing(app, client, headers):
-    response = await client.post(
-        f"{HOOKS}/github/push", content=b"{}", headers={"Content-Type": "application/json"} | headers
-    )
+    sent = {"Content-Type": "application/json"} | headers
+    response = await client.post(f"{HOOKS}/github/push", content=b"{}", headers=sent)
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert "signature was refused" in response.json()["detail"]
@@ -211,8 +213,9 @@ async def test_a_body_over_the_limit_is_413(app, client):
         ("application/json", b"[1, 2]", 400, "JSON object"),
     ],
 )
-async def test_a_body_that_is_not_a_json_object_is_refused(app, client, content_type, body,
-                                                          status, says):  # fmt: skip
+async def test_a_body_that_is_not_a_json_object_is_refused(  # noqa: PLR0917
+    app, client, content_type, body, status, says
+):
     response = await client.post(
         f"{HOOKS}/plain", content=body,
         headers={"X-Signature": sign(body), "Content-Type": content_type},

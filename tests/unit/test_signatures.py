@@ -1,4 +1,4 @@
-"""Webhook signatures (runner/triggers/signatures.py), computed as GitHub and Slack document them."""
+"""Webhook signatures (runner/triggers/signatures.py), as GitHub and Slack document them."""
 
 from __future__ import annotations
 
