@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from runner.engine.definitions import Definitions
 from runner.engine.record import Recorded, recorded
 from runner.engine.requests import StartRequest, check_trigger
 from runner.engine.run import PARKED, RELEASED, ExecutionRun, Observer, Signals
-from runner.errors import Conflict, LeaseLost, NotFound
+from runner.errors import Conflict, DwfError, InvalidRequest, LeaseLost, NotFound
 from runner.plan import compiler
 from runner.plan.cache import LruCache
 from runner.settings import Settings
@@ -126,8 +126,9 @@ class Conductor:
                         continue
                     # A repeated request finds its execution whatever the workflow became.
                     if request.request_id is not None:
-                        found = await executions.by_request(
-                            joined, request.tenant, request.workflow_id, request.request_id
+                        key_of_request = (request.tenant, request.workflow_id, request.request_id)
+                        found = (await executions.by_requests(joined, [key_of_request])).get(
+                            key_of_request
                         )
                         if found is not None:
                             return (
@@ -168,6 +169,58 @@ class Conductor:
                     "being started; try again"
                 )
         return row, created, definition, claim
+
+    async def start_many(
+        self, requests: Sequence[StartRequest], *, conn: Connection
+    ) -> list[tuple[ExecutionRow, bool] | DwfError]:
+        """`start` for many requests in the caller's transaction, in as few statements as the
+        workflows allow (a burst of schedule fires): one for all whose workflow is as last seen
+        here, the rest one by one. Each result is (row, created), or the error that refused it
+        (Conflict, NotFound, InvalidRequest); a database error propagates."""
+        results: list[tuple[ExecutionRow, bool] | DwfError | None] = [None] * len(requests)
+        groups: dict[tuple[str, ...], list[tuple[int, NewExecution, int | None]]] = {}
+        for key in dict.fromkeys((r.tenant, r.workflow_id) for r in requests):
+            if self._workflows.get(key) is None:  # read once, so the batch can use it
+                workflow = await workflows.get(conn, *key)
+                if workflow is not None:
+                    self._workflows.put(key, (workflow.status, workflow.current_version))
+        for index, request in enumerate(requests):
+            statuses = _startable(request)
+            seen = self._workflows.get((request.tenant, request.workflow_id))
+            if seen is None or seen[0] not in statuses or not (request.version or seen[1]):
+                continue  # one by one below: it reads the workflow and says what is wrong
+            version = request.version or seen[1]
+            try:
+                payload = check_trigger(
+                    request.trigger,
+                    max_bytes=self.settings.max_trigger_bytes,
+                    max_depth=self.settings.max_trigger_depth,
+                )
+                definition = await self.definitions.version(
+                    conn, request.tenant, request.workflow_id, version
+                )
+            except DwfError:
+                continue
+            request_id = request.request_id or f"{request.trigger_type}:{uuid.uuid4()}"
+            new = _new_execution(request, request_id, definition, payload)
+            groups.setdefault(statuses, []).append(
+                (index, new, None if request.version else version)
+            )
+        for statuses, group in groups.items():
+            made = await queue.enqueue_many(
+                conn, [(new, current) for _, new, current in group], statuses=statuses
+            )
+            for (index, _, _), (row, created) in zip(group, made, strict=True):
+                if row is not None:
+                    results[index] = (row, created)
+        for index, request in enumerate(requests):
+            if results[index] is None:
+                try:
+                    row, created, _, _ = await self._start(request, conn=conn)
+                    results[index] = (row, created)
+                except (Conflict, NotFound, InvalidRequest) as exc:
+                    results[index] = exc
+        return [r for r in results if r is not None]
 
     async def execute(self, request: StartRequest) -> ExecutionRow:
         """Start and run to the end on a worker of this process (as `dwf run` does); a repeated

@@ -101,17 +101,26 @@ class NewExecution:
     execution_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
-async def by_request(
-    conn: AsyncConnection, tenant: str, workflow_id: str, request_id: str
-) -> ExecutionRow | None:
-    """The execution a request id started, or None."""
+async def by_requests(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], ExecutionRow]:
+    """The executions some (tenant, workflow, request id) started, by that key (absent: none)."""
+    if not keys:
+        return {}
+    tenants, workflow_ids, request_ids = (list(column) for column in zip(*keys, strict=True))
     cur = await conn.execute(
-        "SELECT * FROM workflow_executions"
-        " WHERE tenant = %s AND workflow_id = %s AND request_id = %s",
-        (tenant, workflow_id, request_id),
+        """
+        SELECT e.* FROM workflow_executions e
+        JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(tenant, workflow_id, request_id)
+          ON e.tenant = k.tenant AND e.workflow_id = k.workflow_id
+         AND e.request_id = k.request_id
+        """,
+        (tenants, workflow_ids, request_ids),
     )
-    row = await cur.fetchone()
-    return None if row is None else ExecutionRow.from_row(row)
+    return {
+        (r["tenant"], r["workflow_id"], r["request_id"]): ExecutionRow.from_row(r)
+        for r in await cur.fetchall()
+    }
 
 
 async def get(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> ExecutionRow | None:

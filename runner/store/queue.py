@@ -59,19 +59,75 @@ async def enqueue(
     and, when given, its current version is `current_version`: the caller's view of the
     workflow is checked in the same statement that acts on it.
     """
+    ((row, created),) = await enqueue_many(
+        conn,
+        [(new, current_version)],
+        claimed_by=claimed_by,
+        lease_seconds=lease_seconds,
+        statuses=statuses,
+    )
+    if created and claimed_by is not None:
+        return row, True, Claim(new.execution_id, new.tenant, 1, row)
+    return row, created, None
+
+
+async def enqueue_many(
+    conn: AsyncConnection,
+    items: Sequence[tuple[NewExecution, int | None]],
+    *,
+    claimed_by: str | None = None,
+    lease_seconds: float = 0.0,
+    statuses: Sequence[str] = ("Active",),
+) -> list[tuple[ExecutionRow | None, bool]]:
+    """`enqueue` for many executions in one statement (a burst of schedule fires): each item is
+    an execution and the current version its workflow must have (None: any). Returns, in
+    order, each one's row and whether it was created (the existing row for a known request id;
+    None when its workflow's status or version did not match)."""
+    if not items:
+        return []
+    wanted = [
+        {
+            "execution_id": str(new.execution_id),
+            "tenant": new.tenant,
+            "workflow_id": new.workflow_id,
+            "workflow_version": new.workflow_version,
+            "request_id": new.request_id,
+            "correlation_id": new.correlation_id,
+            "principal": new.principal,
+            "trigger_type": new.trigger_type,
+            "trigger_id": new.trigger_id,
+            # A subworkflow's trigger is its parent node's rendered parameters: secrets masked.
+            "trigger_payload": masking.mask(new.trigger_payload),
+            "event": masking.mask(new.event),
+            "parent_execution_id": (
+                None if new.parent_execution_id is None else str(new.parent_execution_id)
+            ),
+            "parent_node_id": new.parent_node_id,
+            "depth": new.depth,
+            "current": current,
+        }
+        for new, current in items
+    ]
     cur = await conn.execute(
         """
-        WITH inserted AS (
+        WITH wanted AS (
+            SELECT * FROM jsonb_to_recordset(%(wanted)s) AS r(execution_id uuid, tenant text,
+                workflow_id text, workflow_version integer, request_id text,
+                correlation_id text, principal text, trigger_type text, trigger_id text,
+                trigger_payload jsonb, event jsonb, parent_execution_id uuid,
+                parent_node_id text, depth integer, current integer)
+        ), inserted AS (
             INSERT INTO workflow_executions (execution_id, tenant, workflow_id, workflow_version,
                 request_id, correlation_id, principal, trigger_type, trigger_id, trigger_payload,
                 event, parent_execution_id, parent_node_id, depth)
-            SELECT %(id)s, %(tenant)s, %(workflow)s, %(version)s, %(request)s, %(correlation)s,
-                %(principal)s, %(type)s, %(trigger)s, %(payload)s, %(event)s, %(parent)s,
-                %(node)s, %(depth)s
-            FROM workflows w
-            WHERE w.tenant = %(tenant)s AND w.workflow_id = %(workflow)s
-              AND w.status = ANY(%(statuses)s)
-              AND (%(current)s::integer IS NULL OR w.current_version = %(current)s)
+            SELECT r.execution_id, r.tenant, r.workflow_id, r.workflow_version, r.request_id,
+                r.correlation_id, r.principal, r.trigger_type, r.trigger_id,
+                COALESCE(r.trigger_payload, '{}'), COALESCE(r.event, '{}'),
+                r.parent_execution_id, r.parent_node_id, r.depth
+            FROM wanted r
+            JOIN workflows w ON w.tenant = r.tenant AND w.workflow_id = r.workflow_id
+            WHERE w.status = ANY(%(statuses)s)
+              AND (r.current IS NULL OR w.current_version = r.current)
             -- The unique (tenant, workflow_id, request_id) makes a repeated request a no-op.
             ON CONFLICT (tenant, workflow_id, request_id) DO NOTHING
             RETURNING *
@@ -98,40 +154,31 @@ async def enqueue(
                    CASE WHEN %(owner)s::text IS NOT NULL THEN now() END
             FROM inserted
         )
+        -- Identical notifications of one transaction are delivered once.
         SELECT inserted.*,
                CASE WHEN %(owner)s::text IS NULL THEN pg_notify(%(channel)s, '') END AS notified
         FROM inserted
         """,
         {
-            "id": new.execution_id,
-            "tenant": new.tenant,
-            "workflow": new.workflow_id,
-            "version": new.workflow_version,
-            "request": new.request_id,
-            "correlation": new.correlation_id,
-            "principal": new.principal,
-            "type": new.trigger_type,
-            "trigger": new.trigger_id,
-            # A subworkflow's trigger is its parent node's rendered parameters: secrets masked.
-            "payload": Jsonb(masking.mask(new.trigger_payload)),
-            "event": Jsonb(masking.mask(new.event)),
-            "parent": new.parent_execution_id,
-            "node": new.parent_node_id,
-            "depth": new.depth,
+            "wanted": Jsonb(wanted),
             "owner": claimed_by,
             "lease": lease_seconds,
             "channel": QUEUE_CHANNEL,
             "statuses": list(statuses),
-            "current": current_version,
         },
     )
-    row = await cur.fetchone()
-    if row is not None:
-        created = ExecutionRow.from_row(row)
-        claim = None if claimed_by is None else Claim(new.execution_id, new.tenant, 1, created)
-        return created, True, claim
-    existing = await executions.by_request(conn, new.tenant, new.workflow_id, new.request_id)
-    return existing, False, None
+    made = {r["execution_id"]: ExecutionRow.from_row(r) for r in await cur.fetchall()}
+    missing = [new for new, _ in items if new.execution_id not in made]
+    found = await executions.by_requests(
+        conn, [(new.tenant, new.workflow_id, new.request_id) for new in missing]
+    )
+    results: list[tuple[ExecutionRow | None, bool]] = []
+    for new, _ in items:
+        if new.execution_id in made:
+            results.append((made[new.execution_id], True))
+        else:
+            results.append((found.get((new.tenant, new.workflow_id, new.request_id)), False))
+    return results
 
 
 async def claim(

@@ -221,19 +221,8 @@ async def claim_fire(
     A concurrent claimer of the same time waits here for this transaction and then gets None,
     so whatever this transaction decides (fire, skip) is the only decision.
     """
-    cur = await conn.execute(
-        """
-        INSERT INTO trigger_fires (tenant, workflow_id, trigger_id, trigger_type, scheduled_at,
-            outcome, replica)
-        VALUES (%s, %s, %s, 'schedule', %s, 'fired', %s)
-        ON CONFLICT (tenant, workflow_id, trigger_id, scheduled_at)
-            WHERE scheduled_at IS NOT NULL DO NOTHING
-        RETURNING fire_id
-        """,
-        (trigger.tenant, trigger.workflow_id, trigger.trigger_id, scheduled_at, replica),
-    )
-    found = await cur.fetchone()
-    return None if found is None else found["fire_id"]
+    claimed = await claim_fires(conn, [(trigger, scheduled_at)], replica)
+    return next(iter(claimed.values()), None)
 
 
 async def settle_fire(
@@ -248,28 +237,95 @@ async def settle_fire(
 ) -> None:
     """Write a claimed fire's outcome and advance the trigger's cursor to its scheduled time, in
     the caller's transaction (the one that started its execution, if it fired)."""
+    await settle_fires(
+        conn, [Settled(trigger, fire_id, scheduled_at, outcome, reason, execution_id)]
+    )
+
+
+async def claim_fires(
+    conn: AsyncConnection, fires: Sequence[tuple[TriggerRow, datetime]], replica: str
+) -> dict[tuple[str, str, str, datetime], int]:
+    """`claim_fire` for many scheduled times in one statement: the fire log row id of each one
+    this transaction now decides, by (tenant, workflow, trigger, scheduled time)."""
+    if not fires:
+        return {}
+    # In one order for every replica: two claiming overlapping sets wait, never deadlock.
+    fires = sorted(fires, key=lambda f: (f[0].tenant, f[0].workflow_id, f[0].trigger_id, f[1]))
+    cur = await conn.execute(
+        """
+        INSERT INTO trigger_fires (tenant, workflow_id, trigger_id, trigger_type, scheduled_at,
+            outcome, replica)
+        SELECT k.tenant, k.workflow_id, k.trigger_id, 'schedule', k.scheduled_at, 'fired', %s
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
+             WITH ORDINALITY AS k(tenant, workflow_id, trigger_id, scheduled_at, n)
+        ORDER BY k.n
+        ON CONFLICT (tenant, workflow_id, trigger_id, scheduled_at)
+            WHERE scheduled_at IS NOT NULL DO NOTHING
+        RETURNING fire_id, tenant, workflow_id, trigger_id, scheduled_at
+        """,
+        (
+            replica,
+            [t.tenant for t, _ in fires],
+            [t.workflow_id for t, _ in fires],
+            [t.trigger_id for t, _ in fires],
+            [at for _, at in fires],
+        ),
+    )
+    return {
+        (r["tenant"], r["workflow_id"], r["trigger_id"], r["scheduled_at"]): r["fire_id"]
+        for r in await cur.fetchall()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A claimed fire's outcome, for `settle_fires`."""
+
+    trigger: TriggerRow
+    fire_id: int
+    scheduled_at: datetime
+    outcome: FireOutcome
+    reason: str | None = None
+    execution_id: uuid.UUID | None = None
+
+
+async def settle_fires(conn: AsyncConnection, settled: Sequence[Settled]) -> None:
+    """`settle_fire` for many claimed fires in one statement (cursors advance to the latest)."""
+    if not settled:
+        return
     await conn.execute(
         """
-        WITH settled AS (
-            UPDATE trigger_fires SET outcome = %(outcome)s, reason = %(reason)s,
-                execution_id = %(execution)s, decided_at = clock_timestamp()
-            WHERE fire_id = %(fire)s
+        WITH s AS (
+            SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::uuid[],
+                %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+                AS s(fire_id, outcome, reason, execution_id, tenant, workflow_id, trigger_id,
+                     scheduled_at)
+        ), settled AS (
+            UPDATE trigger_fires f SET outcome = s.outcome, reason = s.reason,
+                execution_id = s.execution_id, decided_at = clock_timestamp()
+            FROM s WHERE f.fire_id = s.fire_id
+        ), latest AS (
+            SELECT DISTINCT ON (tenant, workflow_id, trigger_id) tenant, workflow_id, trigger_id,
+                   scheduled_at, execution_id
+            FROM s ORDER BY tenant, workflow_id, trigger_id, scheduled_at DESC
         )
-        UPDATE workflow_triggers
-        SET last_fired_at = GREATEST(last_fired_at, %(at)s),
-            last_execution_id = COALESCE(%(execution)s, last_execution_id)
-        WHERE tenant = %(tenant)s AND workflow_id = %(workflow)s AND trigger_id = %(trigger)s
+        UPDATE workflow_triggers t
+        SET last_fired_at = GREATEST(t.last_fired_at, latest.scheduled_at),
+            last_execution_id = COALESCE(latest.execution_id, t.last_execution_id)
+        FROM latest
+        WHERE t.tenant = latest.tenant AND t.workflow_id = latest.workflow_id
+          AND t.trigger_id = latest.trigger_id
         """,
-        {
-            "outcome": outcome,
-            "reason": reason,
-            "execution": execution_id,
-            "fire": fire_id,
-            "at": scheduled_at,
-            "tenant": trigger.tenant,
-            "workflow": trigger.workflow_id,
-            "trigger": trigger.trigger_id,
-        },
+        (
+            [s.fire_id for s in settled],
+            [s.outcome for s in settled],
+            [s.reason for s in settled],
+            [s.execution_id for s in settled],
+            [s.trigger.tenant for s in settled],
+            [s.trigger.workflow_id for s in settled],
+            [s.trigger.trigger_id for s in settled],
+            [s.scheduled_at for s in settled],
+        ),
     )
 
 
@@ -355,6 +411,32 @@ async def running_executions(
         (trigger.tenant, trigger.workflow_id, trigger.trigger_id, list(exclude)),
     )
     return [r["execution_id"] for r in await cur.fetchall()]
+
+
+async def running_for(
+    conn: AsyncConnection, rows: Sequence[TriggerRow]
+) -> dict[tuple[str, str, str], list[uuid.UUID]]:
+    """`running_executions` of many schedule triggers in one statement, by (tenant, workflow,
+    trigger); a trigger with none running is absent."""
+    if not rows:
+        return {}
+    cur = await conn.execute(
+        """
+        SELECT e.tenant, e.workflow_id, e.trigger_id, e.execution_id
+        FROM workflow_executions e
+        JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(tenant, workflow_id, trigger_id)
+          ON e.tenant = k.tenant AND e.workflow_id = k.workflow_id AND e.trigger_id = k.trigger_id
+        WHERE e.status IN ('Pending', 'Running') AND e.trigger_type = 'schedule'
+        ORDER BY e.created_at
+        """,
+        ([r.tenant for r in rows], [r.workflow_id for r in rows], [r.trigger_id for r in rows]),
+    )
+    running: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+    for r in await cur.fetchall():
+        running.setdefault((r["tenant"], r["workflow_id"], r["trigger_id"]), []).append(
+            r["execution_id"]
+        )
+    return running
 
 
 async def history(

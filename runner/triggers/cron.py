@@ -36,12 +36,18 @@ class FireTimes:
         self.cron, self.timezone = cron, timezone
         self._wall = cron_trigger(cron, "UTC")  # matches naive wall-clock times, read as UTC
         self._zone = ZoneInfo(timezone)
+        # Shared by every schedule with this cron and zone (`fire_times`): a thousand of them
+        # due at once ask the same question a thousand times, answered once.
+        self._memo = functools.lru_cache(maxsize=256)(self._next_after)
 
     def __repr__(self) -> str:
         return f"FireTimes({self.cron!r}, {self.timezone!r})"
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first fire instant strictly after `moment` (aware), or None if there is none."""
+        return self._memo(moment)
+
+    def _next_after(self, moment: datetime) -> datetime | None:
         wall = moment.astimezone(self._zone).replace(tzinfo=None)
         # Instants grow with wall-clock times (a repeated time maps to its first occurrence, a
         # skipped one to the gap's end), and the wall-clock time of `moment` maps to `moment`

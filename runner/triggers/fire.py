@@ -86,19 +86,7 @@ async def fire(
                 for previous in running:
                     if await executions.request_cancel(conn, trigger.tenant, previous):
                         await queue.request_cancel(conn, previous)
-            row, created = await conductor.start(
-                StartRequest(
-                    workflow_id=trigger.workflow_id,
-                    trigger=trigger.config.get("payload") or {},
-                    trigger_type="schedule",
-                    trigger_id=trigger.trigger_id,
-                    request_id=request_id(trigger.trigger_id, scheduled_at),
-                    principal=SCHEDULER_PRINCIPAL,
-                    tenant=trigger.tenant,
-                    fired_at=scheduled_at,
-                ),
-                conn=conn,
-            )
+            row, created = await conductor.start(_start_request(trigger, scheduled_at), conn=conn)
             reason = None
             if running:  # cancelPrevious
                 reason = f"overlap: cancelPrevious; cancelled {', '.join(map(str, running))}"
@@ -119,6 +107,79 @@ async def fire(
                 conn, trigger, fire_id, scheduled_at, "failed", reason=reason
             )
         return Decision("failed", None, reason)
+
+
+async def fire_many(
+    db: Database,
+    conductor: Conductor,
+    due: Sequence[tuple[TriggerRow, datetime]],
+    *,
+    replica: str,
+) -> list[Decision | None]:
+    """`fire` for many scheduled times in one transaction of a few statements (a burst: many
+    schedules due at the same second): the claims, the overlap look-up, the starts and the
+    outcomes each go as one statement. Returns each time's decision, in order (None: decided
+    already). A database error propagates and writes nothing: fire them one by one then."""
+    decisions: list[Decision | None] = [None] * len(due)
+    async with db.transaction() as conn:
+        claimed = await triggers.claim_fires(conn, due, replica)
+
+        def key(trigger: TriggerRow, at: datetime) -> tuple[str, str, str, datetime]:
+            return (trigger.tenant, trigger.workflow_id, trigger.trigger_id, at)
+
+        mine = [(i, t, at) for i, (t, at) in enumerate(due) if key(t, at) in claimed]
+        watched = [t for _, t, _ in mine if t.config.get("overlap", "skip") != "allow"]
+        running = await triggers.running_for(conn, watched)
+        settled: list[triggers.Settled] = []
+        starting: list[tuple[int, TriggerRow, datetime, list[uuid.UUID]]] = []
+        for index, trigger, at in mine:
+            fire_id = claimed[key(trigger, at)]
+            previous = running.get((trigger.tenant, trigger.workflow_id, trigger.trigger_id), [])
+            if previous and trigger.config.get("overlap", "skip") == "skip":
+                reason = f"overlap: skip; execution {previous[-1]} of this trigger is still running"
+                settled.append(triggers.Settled(trigger, fire_id, at, "skipped", reason))
+                decisions[index] = Decision("skipped", None, reason)
+                continue
+            for execution_id in previous:  # cancelPrevious
+                if await executions.request_cancel(conn, trigger.tenant, execution_id):
+                    await queue.request_cancel(conn, execution_id)
+            starting.append((index, trigger, at, previous))
+        started = await conductor.start_many(
+            [_start_request(trigger, at) for _, trigger, at, _ in starting], conn=conn
+        )
+        for (index, trigger, at, previous), result in zip(starting, started, strict=True):
+            fire_id = claimed[key(trigger, at)]
+            if isinstance(result, Exception):
+                reason = f"the execution could not start: {result}"
+                settled.append(triggers.Settled(trigger, fire_id, at, "failed", reason))
+                decisions[index] = Decision("failed", None, reason)
+                continue
+            row, created = result
+            reason = None
+            if previous:
+                reason = f"overlap: cancelPrevious; cancelled {', '.join(map(str, previous))}"
+            if not created:
+                reason = "its request id had already started this execution"
+            settled.append(
+                triggers.Settled(trigger, fire_id, at, "fired", reason, row.execution_id)
+            )
+            decisions[index] = Decision("fired", row.execution_id, reason)
+        await triggers.settle_fires(conn, settled)
+    return decisions
+
+
+def _start_request(trigger: TriggerRow, scheduled_at: datetime) -> StartRequest:
+    """The start of a schedule's fire: its payload, as the scheduler, at the scheduled time."""
+    return StartRequest(
+        workflow_id=trigger.workflow_id,
+        trigger=trigger.config.get("payload") or {},
+        trigger_type="schedule",
+        trigger_id=trigger.trigger_id,
+        request_id=request_id(trigger.trigger_id, scheduled_at),
+        principal=SCHEDULER_PRINCIPAL,
+        tenant=trigger.tenant,
+        fired_at=scheduled_at,
+    )
 
 
 async def miss(

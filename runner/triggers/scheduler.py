@@ -18,6 +18,7 @@ row (status `error`) and the scheduler goes on with the others.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,8 @@ _log = structlog.get_logger("runner.scheduler")
 DEFAULT_MISFIRE_GRACE_SECONDS = 60.0
 #: Retry a fire that hit a database error this often, until its grace has passed.
 FIRE_RETRY_SECONDS = 0.5
+#: The most scheduled times decided in one transaction.
+FIRE_BATCH = 100
 #: How long a stopping scheduler waits for fires in flight.
 STOP_WAIT_SECONDS = 5.0
 
@@ -111,6 +114,8 @@ class Scheduler:
         self._changed = asyncio.Event()
         self._dirty: set[str] = set()  # fires that failed: caught up at the next sync
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._due_now: collections.deque[tuple[Schedule, datetime]] = collections.deque()
+        self._draining: asyncio.Future[None] | None = None
         self.log = _log.bind(replica=self.replica)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -271,7 +276,51 @@ class Scheduler:
                 fire.miss(self.db, schedule.row, scheduled_at, reason, replica=self.replica),
             )
             return
-        await self._fire_with_retry(schedule, scheduled_at)
+        self._due_now.append((schedule, scheduled_at))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.ensure_future(self._drain())
+            self._tasks.add(self._draining)
+            self._draining.add_done_callback(self._finished)
+
+    async def _drain(self) -> None:
+        """Fire what is due in batches: a burst (many schedules due at the same second) costs a
+        few statements per batch instead of a transaction per fire. A batch holds each schedule
+        once, so a schedule's overlap policy sees its own earlier fire."""
+        while self._due_now:
+            batch: list[tuple[Schedule, datetime]] = []
+            later: list[tuple[Schedule, datetime]] = []
+            seen: set[str] = set()
+            while self._due_now and len(batch) < FIRE_BATCH:
+                schedule, at = self._due_now.popleft()
+                (later if schedule.job_id in seen else batch).append((schedule, at))
+                seen.add(schedule.job_id)
+            self._due_now.extendleft(reversed(later))
+            if len(batch) == 1:
+                self._spawn(self._fire_with_retry(*batch[0]))
+                continue
+            try:
+                decisions = await fire.fire_many(
+                    self.db, self.conductor, [(s.row, at) for s, at in batch], replica=self.replica
+                )
+            except (StoreError, psycopg.Error) as exc:
+                self.log.warning(
+                    "batched fire failed; firing one by one", fires=len(batch), error=str(exc)
+                )
+                for schedule, at in batch:
+                    self._spawn(self._fire_with_retry(schedule, at))
+                continue
+            for (schedule, at), decision in zip(batch, decisions, strict=True):
+                self._report_decision(schedule, at, decision)
+
+    def _report_decision(
+        self, schedule: Schedule, scheduled_at: datetime, decision: fire.Decision | None
+    ) -> None:
+        if decision is not None and decision.outcome != "fired":
+            self.log.info(
+                f"schedule {decision.outcome}", workflowId=schedule.row.workflow_id,
+                triggerId=schedule.row.trigger_id, scheduledAt=scheduled_at.isoformat(),
+                reason=decision.reason,
+            )  # fmt: skip
 
     async def _fire_with_retry(self, schedule: Schedule, scheduled_at: datetime) -> None:
         deadline = scheduled_at + timedelta(seconds=schedule.grace)
@@ -292,12 +341,7 @@ class Scheduler:
                     return
                 await asyncio.sleep(FIRE_RETRY_SECONDS)
                 continue
-            if decision is not None and decision.outcome != "fired":
-                self.log.info(
-                    f"schedule {decision.outcome}", workflowId=schedule.row.workflow_id,
-                    triggerId=schedule.row.trigger_id, scheduledAt=scheduled_at.isoformat(),
-                    reason=decision.reason,
-                )  # fmt: skip
+            self._report_decision(schedule, scheduled_at, decision)
             return
 
     async def _guard(self, schedule: Schedule, work: Awaitable[Any]) -> Any:

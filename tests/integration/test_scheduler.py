@@ -211,6 +211,50 @@ async def test_concurrent_fires_of_one_time_start_one_execution(db, conductor):
     assert [e["request_id"] for e in executions] == ["schedule:tick:2026-01-01T00:00:00Z"]
 
 
+async def test_a_burst_is_decided_in_one_batch_with_each_policy_and_refusal(db, conductor):
+    # Four schedules due at the same second: one free, one whose previous run still runs
+    # (overlap skip), one decided already by another replica, one whose workflow is archived.
+    await conductor.register(flow("free", every_second(overlap="allow")), source_kind="api")
+    await conductor.register(flow("busy", every_second(), node=SLOW), source_kind="api")
+    await conductor.register(flow("taken", every_second(overlap="allow")), source_kind="api")
+    await conductor.register(flow("gone", every_second(overlap="allow")), source_kind="api")
+    async with db.connection() as conn:
+        rows_of = {w: (await triggers.for_workflow(conn, "default", w))[0]
+                   for w in ("free", "busy", "taken", "gone")}  # fmt: skip
+    earlier, at = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert (await fire.fire(db, conductor, rows_of["busy"], earlier, replica="r0")).outcome == (
+        "fired"
+    )
+    assert await fire.fire(db, conductor, rows_of["taken"], at, replica="r0") is not None
+    # Archived after this process last saw it Active: the batch's statement notices.
+    await Conductor(db, conductor.settings).register(
+        flow("gone", every_second(overlap="allow")), source_kind="api", status="Archived"
+    )
+    due = [(rows_of[w], at) for w in ("free", "busy", "taken", "gone")]
+    decisions = await fire.fire_many(db, conductor, due, replica="r1")
+    free, busy, taken, gone = decisions
+    assert free is not None and free.outcome == "fired" and free.execution_id is not None
+    assert busy is not None and busy.outcome == "skipped" and "still running" in str(busy.reason)
+    assert taken is None
+    assert gone is not None and gone.outcome == "failed" and "Archived" in str(gone.reason)
+    log = await rows(
+        db,
+        "SELECT workflow_id, outcome, replica FROM trigger_fires WHERE scheduled_at = %s"
+        " ORDER BY workflow_id",
+        at,
+    )
+    assert [(r["workflow_id"], r["outcome"], r["replica"]) for r in log] == [
+        ("busy", "skipped", "r1"), ("free", "fired", "r1"), ("gone", "failed", "r1"),
+        ("taken", "fired", "r0"),
+    ]  # fmt: skip
+    started = await rows(
+        db, "SELECT request_id FROM workflow_executions WHERE workflow_id = 'free'"
+    )
+    assert [r["request_id"] for r in started] == ["schedule:tick:2026-01-01T00:00:01Z"]
+    cursors = await rows(db, "SELECT workflow_id, last_fired_at FROM workflow_triggers")
+    assert {r["workflow_id"]: r["last_fired_at"] for r in cursors}["free"] == at
+
+
 @pytest.mark.parametrize(
     ("zone", "cron", "start", "expected"),
     [
