@@ -449,9 +449,7 @@ class Conductor:
     async def cancel(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
         """Ask an execution to end Cancelled; NotFound, or Conflict when it already ended."""
         async with self.db.transaction() as conn:
-            requested = await executions.request_cancel(conn, tenant, execution_id)
-            if requested:
-                await _request_cancel_tree(conn, tenant, execution_id)
+            requested = await request_cancel_in(conn, tenant, execution_id)
             row = await executions.get(conn, tenant, execution_id)
         if row is None:
             raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
@@ -470,6 +468,15 @@ async def _joined(db: Database, conn: Connection | None) -> AsyncIterator[Connec
         return
     async with db.connection(autocommit=True) as own:
         yield own
+
+
+async def request_cancel_in(conn: Connection, tenant: str, execution_id: uuid.UUID) -> bool:
+    """Ask an execution to end Cancelled, in the caller's transaction (its workers hear of it at
+    commit), with the children a parked one waits for; False when it already ended."""
+    requested = await executions.request_cancel(conn, tenant, execution_id)
+    if requested:
+        await _request_cancel_tree(conn, tenant, execution_id)
+    return requested
 
 
 async def _request_cancel_tree(conn: Connection, tenant: str, execution_id: uuid.UUID) -> None:

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from runner.engine.conductor import Conductor
+from runner.engine.conductor import Conductor, request_cancel_in
 from runner.engine.requests import StartRequest
 from runner.errors import Conflict, InvalidRequest, NotFound
-from runner.store import executions, queue, triggers
+from runner.store import triggers
 from runner.store.database import Database
 from runner.store.triggers import FireOutcome, TriggerRow
 
@@ -84,8 +84,7 @@ async def fire(
                     )
                     return Decision("skipped", None, reason)
                 for previous in running:
-                    if await executions.request_cancel(conn, trigger.tenant, previous):
-                        await queue.request_cancel(conn, previous)
+                    await request_cancel_in(conn, trigger.tenant, previous)
             row, created = await conductor.start(_start_request(trigger, scheduled_at), conn=conn)
             reason = None
             if running:  # cancelPrevious
@@ -141,8 +140,7 @@ async def fire_many(
                 decisions[index] = Decision("skipped", None, reason)
                 continue
             for execution_id in previous:  # cancelPrevious
-                if await executions.request_cancel(conn, trigger.tenant, execution_id):
-                    await queue.request_cancel(conn, execution_id)
+                await request_cancel_in(conn, trigger.tenant, execution_id)
             starting.append((index, trigger, at, previous))
         started = await conductor.start_many(
             [_start_request(trigger, at) for _, trigger, at, _ in starting], conn=conn
