@@ -49,8 +49,9 @@ _log = structlog.get_logger("runner.scheduler")
 DEFAULT_MISFIRE_GRACE_SECONDS = 60.0
 #: Retry a fire that hit a database error this often, until its grace has passed.
 FIRE_RETRY_SECONDS = 0.5
-#: The most scheduled times decided in one transaction.
+#: The most scheduled times decided in one transaction, and how many such transactions at once.
 FIRE_BATCH = 100
+FIRE_DRAINERS = 2
 #: How long a stopping scheduler waits for fires in flight.
 STOP_WAIT_SECONDS = 5.0
 
@@ -115,7 +116,8 @@ class Scheduler:
         self._dirty: set[str] = set()  # fires that failed: caught up at the next sync
         self._tasks: set[asyncio.Task[Any]] = set()
         self._due_now: collections.deque[tuple[Schedule, datetime]] = collections.deque()
-        self._draining: asyncio.Future[None] | None = None
+        self._drainers = 0
+        self._in_flight: set[str] = set()  # schedules in a batch being fired
         self.log = _log.bind(replica=self.replica)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -277,40 +279,54 @@ class Scheduler:
             )
             return
         self._due_now.append((schedule, scheduled_at))
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.ensure_future(self._drain())
-            self._tasks.add(self._draining)
-            self._draining.add_done_callback(self._finished)
+        if self._drainers < FIRE_DRAINERS:
+            self._drainers += 1
+            self._spawn(self._drain())
 
     async def _drain(self) -> None:
         """Fire what is due in batches: a burst (many schedules due at the same second) costs a
         few statements per batch instead of a transaction per fire. A batch holds each schedule
-        once, so a schedule's overlap policy sees its own earlier fire."""
-        while self._due_now:
-            batch: list[tuple[Schedule, datetime]] = []
-            later: list[tuple[Schedule, datetime]] = []
-            seen: set[str] = set()
-            while self._due_now and len(batch) < FIRE_BATCH:
-                schedule, at = self._due_now.popleft()
-                (later if schedule.job_id in seen else batch).append((schedule, at))
-                seen.add(schedule.job_id)
-            self._due_now.extendleft(reversed(later))
-            if len(batch) == 1:
-                self._spawn(self._fire_with_retry(*batch[0]))
-                continue
-            try:
-                decisions = await fire.fire_many(
-                    self.db, self.conductor, [(s.row, at) for s, at in batch], replica=self.replica
-                )
-            except (StoreError, psycopg.Error) as exc:
-                self.log.warning(
-                    "batched fire failed; firing one by one", fires=len(batch), error=str(exc)
-                )
-                for schedule, at in batch:
-                    self._spawn(self._fire_with_retry(schedule, at))
-                continue
-            for (schedule, at), decision in zip(batch, decisions, strict=True):
-                self._report_decision(schedule, at, decision)
+        once, and no schedule is in two batches at a time, so a schedule's overlap policy sees
+        its own earlier fire. Two drainers run at once: while one batch's statements run in
+        Postgres, the next batch is prepared here (the machine's other core)."""
+        try:
+            while self._due_now:
+                batch: list[tuple[Schedule, datetime]] = []
+                later: list[tuple[Schedule, datetime]] = []
+                while self._due_now and len(batch) < FIRE_BATCH:
+                    schedule, at = self._due_now.popleft()
+                    if schedule.job_id in self._in_flight:
+                        later.append((schedule, at))
+                    else:
+                        self._in_flight.add(schedule.job_id)
+                        batch.append((schedule, at))
+                self._due_now.extendleft(reversed(later))
+                if not batch:
+                    return  # all that is left waits for the other drainer's batch
+                try:
+                    await self._fire_batch(batch)
+                finally:
+                    self._in_flight.difference_update(s.job_id for s, _ in batch)
+        finally:
+            self._drainers -= 1
+
+    async def _fire_batch(self, batch: list[tuple[Schedule, datetime]]) -> None:
+        if len(batch) == 1:
+            await self._fire_with_retry(*batch[0])
+            return
+        try:
+            decisions = await fire.fire_many(
+                self.db, self.conductor, [(s.row, at) for s, at in batch], replica=self.replica
+            )
+        except (StoreError, psycopg.Error) as exc:
+            self.log.warning(
+                "batched fire failed; firing one by one", fires=len(batch), error=str(exc)
+            )
+            for schedule, at in batch:
+                self._spawn(self._fire_with_retry(schedule, at))
+            return
+        for (schedule, at), decision in zip(batch, decisions, strict=True):
+            self._report_decision(schedule, at, decision)
 
     def _report_decision(
         self, schedule: Schedule, scheduled_at: datetime, decision: fire.Decision | None
