@@ -215,11 +215,3 @@ async def commit(conn: AsyncConnection, batch: Batch) -> None:
             ) from exc
         raise
     batch.ops.clear()
-
-
-async def write(conn: AsyncConnection, batch: Batch) -> None:
-    """Apply a batch's operations within the caller's transaction (no lease fence)."""
-    if batch.ops:
-        ops = Jsonb(masking.mask(batch.ops))  # secrets masked, as in `commit`
-        await conn.execute(_APPLY, (batch.tenant, batch.execution_id, None, ops))
-    batch.ops.clear()
