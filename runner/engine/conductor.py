@@ -270,7 +270,7 @@ class Conductor:
         if outcome in (PARKED, RELEASED):
             worker = Worker(self, self.settings, correlation_id=row.correlation_id)
             return await worker.run_until(row.tenant, row.execution_id)
-        async with self.db.connection() as conn:
+        async with self.db.connection(autocommit=True) as conn:  # one read: no BEGIN/COMMIT
             final = await executions.get(conn, row.tenant, row.execution_id)
         assert final is not None
         return final
@@ -279,7 +279,7 @@ class Conductor:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             with contextlib.suppress(Exception):
-                async with self.db.connection() as conn:
+                async with self.db.connection(autocommit=True) as conn:
                     await queue.renew(conn, owner, self.settings.lease_seconds, [execution_id])
 
     async def conduct(
