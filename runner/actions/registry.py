@@ -97,12 +97,6 @@ def all_types() -> dict[str, type[Action]]:
     return {**BUILTINS, **_plugins()}
 
 
-def parameter_schemas(types: list[str] | None = None) -> Mapping[str, Mapping[str, Any] | None]:
-    """Parameter JSON Schemas by type for the given types (None for an unknown type)."""
-    names = sorted(all_types()) if types is None else types
-    return {name: (cls.parameters_schema if (cls := find(name)) else None) for name in names}
-
-
 def catalog() -> list[CatalogEntry]:
     """Every registered action type with its schemas and where it comes from, sorted by type."""
     from runner import __version__

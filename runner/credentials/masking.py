@@ -63,13 +63,6 @@ class Masker:
             return value
         return _masked(value, pattern)
 
-    def forget_all(self) -> None:
-        """Stop masking everything (for tests that need a process without secrets)."""
-        with self._lock:
-            self._values.clear()
-            self._forms.clear()
-            self.pattern = None
-
 
 def forms(value: str) -> set[str]:
     """The forms of a secret that are masked: as is, URL-encoded, and base64 fragments."""

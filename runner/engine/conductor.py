@@ -96,11 +96,7 @@ class Conductor:
         claim_as: str | None = None,
         conn: Connection | None = None,
     ) -> tuple[ExecutionRow, bool, DefinitionRow, Claim | None]:
-        payload = check_trigger(
-            request.trigger,
-            max_bytes=self.settings.max_trigger_bytes,
-            max_depth=self.settings.max_trigger_depth,
-        )
+        payload = self._payload(request)
         statuses = _startable(request)
         request_id = request.request_id or f"{request.trigger_type}:{uuid.uuid4()}"
         key = (request.tenant, request.workflow_id)
@@ -144,13 +140,7 @@ class Conductor:
                         f"workflow {request.workflow_id!r} is {status}; only Active "
                         f"workflows start executions{hint}"
                     )
-                version = request.version or current
-                if version is None:
-                    raise NotFound(f"workflow {request.workflow_id!r} has no version to run")
-                definition = await self.definitions.version(
-                    joined, request.tenant, request.workflow_id, version
-                )
-                new = _new_execution(request, request_id, definition, payload)
+                new, definition = await self._prepare(joined, request, request_id, payload, current)
                 # The outbox: the execution and its queue row are one statement, so no
                 # accepted start is ever lost between the two.
                 row, created, claim = await queue.enqueue(
@@ -159,7 +149,7 @@ class Conductor:
                     claimed_by=claim_as,
                     lease_seconds=self.settings.lease_seconds,
                     statuses=statuses,
-                    current_version=None if request.version else version,
+                    current_version=None if request.version else current,
                 )
                 if row is not None:
                     break
@@ -187,24 +177,16 @@ class Conductor:
         for index, request in enumerate(requests):
             statuses = _startable(request)
             seen = self._workflows.get((request.tenant, request.workflow_id))
-            if seen is None or seen[0] not in statuses or not (request.version or seen[1]):
+            if seen is None or seen[0] not in statuses:
                 continue  # one by one below: it reads the workflow and says what is wrong
-            version = request.version or seen[1]
-            try:
-                payload = check_trigger(
-                    request.trigger,
-                    max_bytes=self.settings.max_trigger_bytes,
-                    max_depth=self.settings.max_trigger_depth,
-                )
-                definition = await self.definitions.version(
-                    conn, request.tenant, request.workflow_id, version
-                )
-            except DwfError:
-                continue
             request_id = request.request_id or f"{request.trigger_type}:{uuid.uuid4()}"
-            new = _new_execution(request, request_id, definition, payload)
+            try:
+                payload = self._payload(request)
+                new, _ = await self._prepare(conn, request, request_id, payload, seen[1])
+            except DwfError:
+                continue  # likewise
             groups.setdefault(statuses, []).append(
-                (index, new, None if request.version else version)
+                (index, new, None if request.version else seen[1])
             )
         for statuses, group in groups.items():
             made = await queue.enqueue_many(
@@ -221,6 +203,30 @@ class Conductor:
                 except (Conflict, NotFound, InvalidRequest) as exc:
                     results[index] = exc
         return [r for r in results if r is not None]
+
+    def _payload(self, request: StartRequest) -> dict[str, Any]:
+        return check_trigger(
+            request.trigger,
+            max_bytes=self.settings.max_trigger_bytes,
+            max_depth=self.settings.max_trigger_depth,
+        )
+
+    async def _prepare(
+        self,
+        conn: Connection,
+        request: StartRequest,
+        request_id: str,
+        payload: dict[str, Any],
+        current: int | None,
+    ) -> tuple[NewExecution, DefinitionRow]:
+        """The execution a request starts when its workflow's current version is `current`."""
+        version = request.version or current
+        if version is None:
+            raise NotFound(f"workflow {request.workflow_id!r} has no version to run")
+        definition = await self.definitions.version(
+            conn, request.tenant, request.workflow_id, version
+        )
+        return _new_execution(request, request_id, definition, payload), definition
 
     async def execute(self, request: StartRequest) -> ExecutionRow:
         """Start and run to the end on a worker of this process (as `dwf run` does); a repeated
@@ -327,8 +333,6 @@ class Conductor:
     async def _read(
         self, conn: Connection, claim: Claim, row: ExecutionRow | None
     ) -> tuple[ExecutionRow, DefinitionRow, Recorded | None] | None:
-        if row is None:  # a claim that came without its row
-            row = await executions.get(conn, claim.tenant, claim.execution_id)
         if row is None or row.status in executions.TERMINAL:
             if row is None:
                 _log.warning(

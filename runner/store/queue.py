@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -31,12 +30,12 @@ TERMINAL_SQL = "('Succeeded', 'Failed', 'Cancelled')"
 @dataclass(frozen=True, slots=True)
 class Claim:
     """An execution a worker now holds the lease of, with its row as the claim found it (None
-    when the execution is gone, or for a claim taken by `enqueue`)."""
+    when the execution is gone)."""
 
     execution_id: uuid.UUID
     tenant: str
     deliveries: int
-    execution: ExecutionRow | None = None
+    execution: ExecutionRow | None
 
 
 async def enqueue(
@@ -325,20 +324,3 @@ async def dead_letter(conn: AsyncConnection, claim: Claim, owner: str, reason: s
     batch.dead_letter(claim.deliveries, reason, owner)
     await batch_store.commit(conn, batch)
     await drop(conn, claim.execution_id)
-
-
-async def queue_depth(conn: AsyncConnection) -> dict[str, Any]:
-    """How many rows wait in each status, and the oldest ready one's age in seconds."""
-    cur = await conn.execute(
-        """
-        SELECT count(*) FILTER (WHERE status = 'ready') AS ready,
-               count(*) FILTER (WHERE status = 'claimed') AS claimed,
-               count(*) FILTER (WHERE status = 'waiting') AS waiting,
-               COALESCE(EXTRACT(EPOCH FROM now() - min(available_at)
-                                FILTER (WHERE status = 'ready')), 0) AS oldest_ready_seconds
-        FROM execution_queue
-        """
-    )
-    row = await cur.fetchone()
-    await conn.commit()
-    return dict(row or {})

@@ -208,45 +208,17 @@ class FireRow(FromRow):
     decided_at: datetime
 
 
-async def claim_fire(
-    conn: AsyncConnection,
-    trigger: TriggerRow,
-    scheduled_at: datetime,
-    replica: str,
-) -> int | None:
-    """Take the decision about one scheduled time of a schedule: its fire log row's id, or None
-    when another replica (or an earlier attempt) already decided it.
-
-    The row is provisionally `fired`; `settle_fire` writes the outcome in the same transaction.
-    A concurrent claimer of the same time waits here for this transaction and then gets None,
-    so whatever this transaction decides (fire, skip) is the only decision.
-    """
-    claimed = await claim_fires(conn, [(trigger, scheduled_at)], replica)
-    return next(iter(claimed.values()), None)
-
-
-async def settle_fire(
-    conn: AsyncConnection,
-    trigger: TriggerRow,
-    fire_id: int,
-    scheduled_at: datetime,
-    outcome: FireOutcome,
-    *,
-    reason: str | None = None,
-    execution_id: uuid.UUID | None = None,
-) -> None:
-    """Write a claimed fire's outcome and advance the trigger's cursor to its scheduled time, in
-    the caller's transaction (the one that started its execution, if it fired)."""
-    await settle_fires(
-        conn, [Settled(trigger, fire_id, scheduled_at, outcome, reason, execution_id)]
-    )
-
-
 async def claim_fires(
     conn: AsyncConnection, fires: Sequence[tuple[TriggerRow, datetime]], replica: str
 ) -> dict[tuple[str, str, str, datetime], int]:
-    """`claim_fire` for many scheduled times in one statement: the fire log row id of each one
-    this transaction now decides, by (tenant, workflow, trigger, scheduled time)."""
+    """Take the decision about scheduled times of schedules, in one statement: the fire log row
+    id of each one this transaction now decides, by (tenant, workflow, trigger, scheduled time);
+    one another replica (or an earlier attempt) decided is absent.
+
+    Each row is provisionally `fired`; `settle_fires` writes the outcome in the same
+    transaction. A concurrent claimer of the same time waits for this transaction and then finds
+    it taken, so whatever this transaction decides (fire, skip) is the only decision.
+    """
     if not fires:
         return {}
     # In one order for every replica: two claiming overlapping sets wait, never deadlock.
@@ -290,7 +262,8 @@ class Settled:
 
 
 async def settle_fires(conn: AsyncConnection, settled: Sequence[Settled]) -> None:
-    """`settle_fire` for many claimed fires in one statement (cursors advance to the latest)."""
+    """Write claimed fires' outcomes and advance each trigger's cursor to its latest scheduled
+    time, in the caller's transaction (the one that started their executions), one statement."""
     if not settled:
         return
     await conn.execute(
@@ -394,30 +367,12 @@ async def record_delivery(
     )  # fmt: skip
 
 
-async def running_executions(
-    conn: AsyncConnection,
-    trigger: TriggerRow,
-    exclude: Sequence[uuid.UUID] = (),
-) -> list[uuid.UUID]:
-    """Executions a schedule trigger started that have not ended (for its overlap policy),
-    except `exclude`. Found through the tenant's Pending/Running executions (an index)."""
-    cur = await conn.execute(
-        """
-        SELECT execution_id FROM workflow_executions
-        WHERE tenant = %s AND status IN ('Pending', 'Running') AND workflow_id = %s
-          AND trigger_type = 'schedule' AND trigger_id = %s AND NOT (execution_id = ANY(%s))
-        ORDER BY created_at
-        """,
-        (trigger.tenant, trigger.workflow_id, trigger.trigger_id, list(exclude)),
-    )
-    return [r["execution_id"] for r in await cur.fetchall()]
-
-
 async def running_for(
-    conn: AsyncConnection, rows: Sequence[TriggerRow]
+    conn: AsyncConnection, rows: Sequence[TriggerRow], exclude: Sequence[uuid.UUID] = ()
 ) -> dict[tuple[str, str, str], list[uuid.UUID]]:
-    """`running_executions` of many schedule triggers in one statement, by (tenant, workflow,
-    trigger); a trigger with none running is absent."""
+    """The executions some schedule triggers started that have not ended (for their overlap
+    policies), oldest first, except `exclude`, by (tenant, workflow, trigger); one statement.
+    A trigger with none running is absent."""
     if not rows:
         return {}
     cur = await conn.execute(
@@ -427,9 +382,15 @@ async def running_for(
         JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(tenant, workflow_id, trigger_id)
           ON e.tenant = k.tenant AND e.workflow_id = k.workflow_id AND e.trigger_id = k.trigger_id
         WHERE e.status IN ('Pending', 'Running') AND e.trigger_type = 'schedule'
+          AND NOT (e.execution_id = ANY(%s))
         ORDER BY e.created_at
         """,
-        ([r.tenant for r in rows], [r.workflow_id for r in rows], [r.trigger_id for r in rows]),
+        (
+            [r.tenant for r in rows],
+            [r.workflow_id for r in rows],
+            [r.trigger_id for r in rows],
+            list(exclude),
+        ),
     )
     running: dict[tuple[str, str, str], list[uuid.UUID]] = {}
     for r in await cur.fetchall():

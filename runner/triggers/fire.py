@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 from runner.engine.conductor import Conductor, request_cancel_in
 from runner.engine.requests import StartRequest
-from runner.errors import Conflict, InvalidRequest, NotFound
 from runner.store import triggers
 from runner.store.database import Database
 from runner.store.triggers import FireOutcome, TriggerRow
@@ -66,46 +65,10 @@ async def fire(
 
     A start the conductor refuses (the workflow was archived meanwhile, the payload is too big)
     is recorded `failed` with the reason; database errors propagate (nothing was written)."""
-    overlap = trigger.config.get("overlap", "skip")
-    try:
-        async with db.transaction() as conn:
-            fire_id = await triggers.claim_fire(conn, trigger, scheduled_at, replica)
-            if fire_id is None:
-                return None
-            running: list[uuid.UUID] = []
-            if overlap in ("skip", "cancelPrevious"):
-                running = await triggers.running_executions(conn, trigger, exclude)
-                if running and overlap == "skip":
-                    reason = (
-                        f"overlap: skip; execution {running[-1]} of this trigger is still running"
-                    )
-                    await triggers.settle_fire(
-                        conn, trigger, fire_id, scheduled_at, "skipped", reason=reason
-                    )
-                    return Decision("skipped", None, reason)
-                for previous in running:
-                    await request_cancel_in(conn, trigger.tenant, previous)
-            row, created = await conductor.start(_start_request(trigger, scheduled_at), conn=conn)
-            reason = None
-            if running:  # cancelPrevious
-                reason = f"overlap: cancelPrevious; cancelled {', '.join(map(str, running))}"
-            if not created:
-                reason = "its request id had already started this execution"
-            await triggers.settle_fire(
-                conn, trigger, fire_id, scheduled_at, "fired",
-                reason=reason, execution_id=row.execution_id,
-            )  # fmt: skip
-            return Decision("fired", row.execution_id, reason)
-    except (Conflict, NotFound, InvalidRequest) as exc:
-        reason = f"the execution could not start: {exc}"
-        async with db.transaction() as conn:
-            fire_id = await triggers.claim_fire(conn, trigger, scheduled_at, replica)
-            if fire_id is None:
-                return None
-            await triggers.settle_fire(
-                conn, trigger, fire_id, scheduled_at, "failed", reason=reason
-            )
-        return Decision("failed", None, reason)
+    (decision,) = await fire_many(
+        db, conductor, [(trigger, scheduled_at)], replica=replica, exclude=exclude
+    )
+    return decision
 
 
 async def fire_many(
@@ -114,6 +77,7 @@ async def fire_many(
     due: Sequence[tuple[TriggerRow, datetime]],
     *,
     replica: str,
+    exclude: Sequence[uuid.UUID] = (),
 ) -> list[Decision | None]:
     """`fire` for many scheduled times in one transaction of a few statements (a burst: many
     schedules due at the same second): the claims, the overlap look-up, the starts and the
@@ -128,7 +92,7 @@ async def fire_many(
 
         mine = [(i, t, at) for i, (t, at) in enumerate(due) if key(t, at) in claimed]
         watched = [t for _, t, _ in mine if t.config.get("overlap", "skip") != "allow"]
-        running = await triggers.running_for(conn, watched)
+        running = await triggers.running_for(conn, watched, exclude)
         settled: list[triggers.Settled] = []
         starting: list[tuple[int, TriggerRow, datetime, list[uuid.UUID]]] = []
         for index, trigger, at in mine:

@@ -27,7 +27,8 @@ import pytest
 
 from runner.engine.conductor import Conductor
 from tests.e2e.test_serve import free_port
-from tests.e2e.test_workers import DWF, ROOT, rows, until
+from tests.e2e.test_workers import DWF, ROOT, rows
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 

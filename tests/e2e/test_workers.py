@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
 from runner.store.executions import ExecutionRow
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -183,20 +183,6 @@ def workers(database_url: str, tmp_path: Path):
 
 async def _async(value: T) -> T:
     return value
-
-
-async def until(
-    check: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.05
-) -> T:
-    """Poll `check` until it returns something truthy; AssertionError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await anyio.sleep(interval)
 
 
 async def rows(db, query: str, *params: Any) -> list[dict[str, Any]]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from runner.errors import Conflict, LeaseLost
 from runner.store import batch as batch_store
 from runner.store import queue
 from runner.store.batch import Batch
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -60,15 +59,6 @@ async def queued(db, execution_id: uuid.UUID) -> dict[str, Any] | None:
 async def claim(db, owner: str, limit: int = 10, lease: float = 30.0, **kw: Any) -> list:
     async with db.connection() as conn:
         return await queue.claim(conn, owner, limit, lease, **kw)
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := await check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
-    return value
 
 
 async def lease_expired(db, execution_id: uuid.UUID) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +20,7 @@ from runner.store import triggers
 from runner.triggers import fire
 from runner.triggers.cron import FireTimes
 from runner.triggers.scheduler import Scheduler
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -61,17 +60,6 @@ async def rows(db, query: str, *params: Any) -> list[dict[str, Any]]:
     async with db.connection() as conn:
         cur = await conn.execute(query, params)
         return await cur.fetchall()
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Running:

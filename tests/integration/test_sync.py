@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from runner.store.database import Database
 from runner.sync.apply import Syncer
 from runner.sync.source import GitSource
 from tests.gitrepo import GitRepo, flow
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -129,14 +129,13 @@ async def test_a_deleted_file_archives_its_workflow_and_a_running_execution_fini
     running = asyncio.create_task(
         conductor.execute(StartRequest(workflow_id="slow", trigger_type="api"))
     )
-    deadline = time.monotonic() + 10
-    async with db.connection() as conn:
-        while True:
+
+    async def started() -> bool:
+        async with db.connection() as conn:
             cur = await conn.execute("SELECT status FROM workflow_executions")
-            if [r["status"] for r in await cur.fetchall()] == ["Running"]:
-                break
-            assert time.monotonic() < deadline, "the execution did not start"
-            await asyncio.sleep(0.02)
+            return [r["status"] for r in await cur.fetchall()] == ["Running"]
+
+    await until(started, 10, "the execution to start")
     repo.delete("workflows/slow.yaml")
     repo.commit()
     run = await sync.sync("cli")
