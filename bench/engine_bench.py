@@ -27,11 +27,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from runner.daemon import Daemon
 from runner.engine import conditions, templates
-from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
 from runner.settings import Settings
-from runner.store.database import Database
 
 
 @contextlib.contextmanager
@@ -88,29 +87,29 @@ FAN = workflow(
 SMALL = workflow("small", [echo("a", "b"), echo("b", "c"), echo("c")])
 
 
-async def timed_run(conductor: Conductor, workflow_id: str) -> float:
+async def timed_run(daemon: Daemon, workflow_id: str) -> float:
     start = time.perf_counter()
-    row = await conductor.execute(StartRequest(workflow_id=workflow_id, trigger={"n": 1}))
+    row = await daemon.execute(StartRequest(workflow_id=workflow_id, trigger={"n": 1}))
     assert row.status == "Succeeded", row.error
     return time.perf_counter() - start
 
 
 async def measure(settings: Settings, runs: int) -> dict[str, float]:
     figures: dict[str, float] = {}
-    async with Database.open(settings) as db:
-        conductor = Conductor(db, settings)
+    async with Daemon(settings) as daemon:
+        db = daemon.db
         for definition in (CHAIN, FAN, SMALL):
-            await conductor.register(definition, source_kind="local")
-        await timed_run(conductor, "chain")  # warm caches and the pool
-        chain = [await timed_run(conductor, "chain") for _ in range(runs)]
+            await daemon.versions.record(definition, tenant=settings.tenant, source_kind="local")
+        await timed_run(daemon, "chain")  # warm caches and the pool
+        chain = [await timed_run(daemon, "chain") for _ in range(runs)]
         figures["chain_ms_per_node"] = statistics.median(chain) * 1000 / 100
-        fan = [await timed_run(conductor, "fan") for _ in range(runs)]
+        fan = [await timed_run(daemon, "fan") for _ in range(runs)]
         figures["fan_out_join_ms"] = statistics.median(fan) * 1000
         rates = []
         for _ in range(max(1, runs // 2)):
             start = time.perf_counter()
             for _ in range(500):
-                await timed_run(conductor, "small")
+                await timed_run(daemon, "small")
             rates.append(500 / (time.perf_counter() - start))
         figures["small_executions_per_s"] = statistics.median(rates)
         async with db.connection() as conn:

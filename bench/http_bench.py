@@ -21,14 +21,18 @@ import subprocess
 import sys
 import time
 import timeit
+from pathlib import Path
 
 import httpx
 
-from runner.actions import services
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from runner.actions.base import ActionContext
 from runner.actions.http import Http
+from runner.actions.services import ActionServices
 from runner.credentials.masking import Masker
 from runner.settings import Settings
+from tests.waiting import until_sync
 
 BLOCK = 100  # requests per alternation block
 
@@ -56,10 +60,10 @@ def serve(port: int) -> None:
 
 async def measure(url: str, requests: int, rounds: int) -> tuple[list[float], list[float]]:
     settings = dataclasses.replace(Settings.from_env(), http_allow_private=True)
-    shared = services.for_settings(settings)
+    shared = ActionServices(settings)
     client = await shared.http_client()
     action = Http()
-    context = ActionContext("bench", "bench", "get", correlation_id="bench", shared=shared)
+    context = ActionContext("bench", "bench", "get", correlation_id="bench", services=shared)
     params = {"url": url}
     raw_times: list[float] = []
     action_times: list[float] = []
@@ -128,15 +132,15 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     url = f"http://127.0.0.1:{port}/items"
     try:
-        deadline = time.monotonic() + 20
-        while True:
+
+        def answers() -> bool:
             try:
                 httpx.get(url, timeout=1)
-                break
             except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                return False
+            return True
+
+        until_sync(answers, 20, "the bench server to answer")
         raw, action = asyncio.run(measure(url, args.requests, args.rounds))
     finally:
         server.terminate()

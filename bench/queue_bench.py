@@ -6,11 +6,11 @@ server and drops afterwards; without, it uses a private embedded Postgres (pgser
 temporary home, as a fresh `dwf` would, and stops it at the end. It measures, in this order:
 
 1. latency: with idle `dwf worker` processes waiting on LISTEN, single executions of a 1-node
-   workflow enqueued one at a time (`Conductor.start`, spaced); enqueue-to-start is the
+   workflow enqueued one at a time (`Starts.start`, spaced); enqueue-to-start is the
    execution's `started_at` minus the `created_at` of its `ExecutionCreated` event, both by the
    database clock. That event is written in the enqueue transaction just before the queue row, the
    NOTIFY and COMMIT, so the figure is a slight overestimate of commit-to-start;
-2. throughput: executions of a 3-node workflow enqueued through `Conductor.start` by concurrent
+2. throughput: executions of a 3-node workflow enqueued through `Starts.start` by concurrent
    producers, keeping at most --backlog queued, for --warmup and then the measured --seconds;
    the rate is executions reaching a terminal status per second of that window (`finished_at`,
    database clock), overall and per 5 s window; then the backlog must drain, every execution
@@ -55,10 +55,13 @@ import psycopg
 # bench/ is on sys.path when run as a script
 from engine_bench import echo, scratch_database, workflow
 
-from runner.engine.conductor import Conductor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runner.daemon import Daemon
 from runner.engine.requests import StartRequest
 from runner.settings import Settings
-from runner.store.database import Database
+from runner.store import queue
+from tests.waiting import until
 
 TARGET_RATE = 300.0  # executions/s, 2 workers, 3-node workflow, sustained
 TARGET_P50_MS = 10.0
@@ -116,21 +119,29 @@ class Workers:
             log.close()
 
     async def ready(self) -> None:
-        """Wait until every worker has logged `worker started` (its LISTEN is up just after)."""
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
+        """Wait until every worker has logged `worker started` and LISTENs (its listener
+        connects just after that line, and LISTENs on the child channel last)."""
+        last_listen = f'LISTEN "{queue.CHILD_CHANNEL}"'
+
+        async def listening() -> bool:
             started = 0
             for i, process in enumerate(self.processes):
                 text = (self.logs / f"worker-{i}.log").read_text(errors="replace")
                 if process.poll() is not None:
                     raise RuntimeError(f"worker {i} exited {process.returncode}:\n{text[-2000:]}")
                 started += '"worker started"' in text
-            if started == len(self.processes):
-                await asyncio.sleep(0.5)  # the listener connects right after that line
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"workers not ready within {READY_TIMEOUT_SECONDS:g} s")
-            await asyncio.sleep(0.05)
+            if started < len(self.processes):
+                return False
+            async with await connect(self.url) as conn:
+                listeners = await scalar(
+                    conn,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state = 'idle' AND query = %s",
+                    last_listen,
+                )
+            return listeners >= len(self.processes)
+
+        await until(listening, READY_TIMEOUT_SECONDS, "every worker to start and LISTEN")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -196,11 +207,11 @@ async def commit_counters(url: str) -> tuple[int, int]:
 async def latency(
     settings: Settings, workers: Workers, count: int, spacing: float
 ) -> dict[str, float]:
-    async with running_workers(workers), Database.open(settings) as db:
-        conductor = Conductor(db, settings)
+    async with running_workers(workers), Daemon(settings) as daemon:
         ids: list[uuid.UUID] = []
         for i in range(count + 5):  # the first few warm the workers' caches; not counted
-            row, _ = await conductor.start(StartRequest(workflow_id=ONE["id"], trigger={"n": i}))
+            request = StartRequest(workflow_id=ONE["id"], trigger={"n": i})
+            row, _ = await daemon.starts.start(request)
             if i >= 5:
                 ids.append(row.execution_id)
             await asyncio.sleep(spacing)
@@ -231,8 +242,7 @@ async def latency(
 
 
 async def wait_terminal(conn: psycopg.AsyncConnection[Any], ids: list[uuid.UUID]) -> None:
-    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-    while True:
+    async def ended() -> bool:
         left = await scalar(
             conn,
             "SELECT count(*) FROM workflow_executions WHERE execution_id = ANY(%s)"
@@ -240,11 +250,9 @@ async def wait_terminal(conn: psycopg.AsyncConnection[Any], ids: list[uuid.UUID]
             ids,
             list(TERMINAL),
         )
-        if left == 0:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{left} executions did not end within {DRAIN_TIMEOUT_SECONDS} s")
-        await asyncio.sleep(0.05)
+        return left == 0
+
+    await until(ended, DRAIN_TIMEOUT_SECONDS, f"{len(ids)} executions to end")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -266,10 +274,9 @@ async def throughput(
     commits_before, syncs_before = await commit_counters(url)
     async with (
         running_workers(workers),
-        Database.open(settings) as db,
+        Daemon(settings) as daemon,
         await connect(url) as monitor,
     ):
-        conductor = Conductor(db, settings)
         depth = enqueued = since_poll = 0
         probes: list[float] = []
         begun = await scalar(monitor, "SELECT clock_timestamp()")
@@ -283,7 +290,7 @@ async def throughput(
                     await asyncio.sleep(0.002)
                     continue
                 since_poll += 1
-                await conductor.start(StartRequest(THREE["id"], {"n": enqueued}))
+                await daemon.starts.start(StartRequest(THREE["id"], {"n": enqueued}))
                 enqueued += 1
 
         async def watch() -> None:
@@ -542,10 +549,9 @@ def db_url(settings: Settings) -> str:
 
 async def measure(args: argparse.Namespace, settings: Settings, logs: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    async with Database.open(settings) as db:  # migrates
-        conductor = Conductor(db, settings)
+    async with Daemon(settings) as daemon:  # migrates
         for definition in (THREE, ONE):
-            await conductor.register(definition, source_kind="local")
+            await daemon.versions.record(definition, tenant=settings.tenant, source_kind="local")
     url = db_url(settings)
     async with await connect(url) as conn:
         figures["postgres"] = await scalar(conn, "SHOW server_version")
@@ -688,7 +694,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=os.environ.get("DWF_DATABASE_URL"))
     parser.add_argument("--backlog", type=int, default=2000, help="most executions queued")
-    parser.add_argument("--producers", type=int, default=8, help="concurrent Conductor.start")
+    parser.add_argument("--producers", type=int, default=8, help="concurrent Starts.start")
     parser.add_argument("--worker-executions", type=int, default=64)
     parser.add_argument("--pool-size", type=int, default=10, help="each worker's pool")
     parser.add_argument("--latency-count", type=int, default=300)

@@ -50,14 +50,13 @@ def machine() -> str:
 
 
 async def measure(url: str, home: Path, repo: GitRepo, files: int, runs: int) -> dict[str, Any]:
+    from runner.daemon import Daemon
     from runner.settings import Settings
-    from runner.store.database import Database
-    from runner.sync.apply import syncer_for
 
     settings = Settings(database_url=url, home=home, sync_repo=str(repo.root))
     figures: dict[str, Any] = {}
-    async with Database.open(settings) as db:
-        syncer = syncer_for(db, settings)
+    async with Daemon(settings) as daemon:
+        syncer = daemon.syncer()
         start = time.perf_counter()
         run = await syncer.sync("cli")
         figures["first sync"] = time.perf_counter() - start

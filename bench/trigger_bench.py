@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,12 @@ from typing import Any
 from engine_bench import scratch_database
 from queue_bench import idle_speed, machine, percentile, speed_probe
 
-from runner.engine.conductor import Conductor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runner.daemon import Daemon
 from runner.settings import Settings
 from runner.store.database import Database
+from tests.waiting import until
 
 TARGET_WEBHOOK_P50_MS = 5.0
 TARGET_WEBHOOK_P99_MS = 25.0
@@ -56,6 +60,10 @@ SECRET = "bench-secret"
 ROOT = Path(__file__).resolve().parents[1]
 DWF = shutil.which("dwf", path=str(Path(sys.executable).parent)) or "dwf"
 PER_WORKFLOW = 10
+#: Every schedule of the fire-lag phase is due once every this many seconds.
+PERIOD_SECONDS = 10
+#: After the fire-lag window, how long the fires due in it get to be decided.
+SETTLE_TIMEOUT_SECONDS = 30.0
 
 
 def definition(workflow_id: str, triggers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -70,15 +78,17 @@ async def register_schedules(
     settings: Settings, prefix: str, count: int, cron_of: Any, status: str = "Active"
 ) -> None:
     """`count` schedules, ten per workflow; `status="Archived"` takes them away again."""
-    async with Database.open(settings) as db:
-        conductor = Conductor(db, settings)
+    async with Daemon(settings) as daemon:
         for w in range(0, count, PER_WORKFLOW):
             triggers = [
                 {"id": f"t{k}", "type": "schedule", "cron": cron_of(k), "overlap": "allow"}
                 for k in range(w, min(w + PER_WORKFLOW, count))
             ]
-            await conductor.register(
-                definition(f"{prefix}-{w:05}", triggers), source_kind="api", status=status
+            await daemon.versions.record(
+                definition(f"{prefix}-{w:05}", triggers),
+                tenant=settings.tenant,
+                source_kind="api",
+                status=status,
             )
 
 
@@ -88,14 +98,12 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 
 async def wait_logged(proc: subprocess.Popen[bytes], log: Path, event: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def logged() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited: {log.read_text()[-2000:]}")
-        if f'"event": "{event}"' in log.read_text(errors="replace"):
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{event!r} not logged within {timeout} s")
+        return f'"event": "{event}"' in log.read_text(errors="replace")
+
+    await until(logged, timeout, f"{event!r} to be logged", interval=0.1)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -117,10 +125,12 @@ def free_port() -> int:
 
 
 async def webhooks(settings: Settings, env: dict[str, str], logs: Path, args: Any) -> dict:
-    async with Database.open(settings) as db:
+    async with Daemon(settings) as daemon:
         hook = {"id": "gh", "type": "webhook", "path": "bench/push", "secretRef": "bench-hook",
                 "signature": "github", "requestIdHeader": "X-GitHub-Delivery"}  # fmt: skip
-        await Conductor(db, settings).register(definition("hooked", [hook]), source_kind="api")
+        await daemon.versions.record(
+            definition("hooked", [hook]), tenant=settings.tenant, source_kind="api"
+        )
     port = free_port()
     log = logs / "api.log"
     proc = start(["serve", "--roles", "api", "--port", str(port)],
@@ -253,7 +263,18 @@ async def fire_lag(
         began = datetime.now(UTC)
         await asyncio.sleep(args.fire_seconds)
         ended = datetime.now(UTC)
-        await asyncio.sleep(3)  # the last fires' transactions
+        # The fires due in the window are decided (the last a moment ago, its transaction may
+        # still run): every schedule's cursor has passed its last time due by `ended`. One that
+        # falls further behind shows as fires missing from the count.
+        last_due_after = ended - timedelta(seconds=PERIOD_SECONDS)
+        async with Database.open(settings, migrate=False) as db:
+            with contextlib.suppress(AssertionError):
+                await until(
+                    lambda: all_decided(db, prefix, last_due_after),
+                    SETTLE_TIMEOUT_SECONDS,
+                    "the fires due in the window to be decided",
+                    interval=0.1,
+                )
     finally:
         stop(proc)
     # Archived, so the next phase's scheduler does not fire them too.
@@ -270,7 +291,7 @@ async def fire_lag(
     outcomes: dict[str, int] = {}
     for r in found:
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
-    expected = args.schedules * int(args.fire_seconds // 10)
+    expected = args.schedules * int(args.fire_seconds // PERIOD_SECONDS)
     return {
         "fires": len(found),
         "expected_about": expected,
@@ -280,6 +301,19 @@ async def fire_lag(
         "max": lags[-1] if lags else float("nan"),
         "mean": statistics.fmean(lags) if lags else float("nan"),
     }
+
+
+async def all_decided(db: Database, prefix: str, after: datetime) -> bool:
+    """Whether every schedule of the workflows `prefix-*` last fired (or was decided) later
+    than `after`."""
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM workflow_triggers WHERE workflow_id LIKE %s"
+            " AND type = 'schedule' AND (last_fired_at IS NULL OR last_fired_at <= %s)",
+            (f"{prefix}-%", after),
+        )
+        row = await cur.fetchone()
+    return row is not None and row["n"] == 0
 
 
 # -- 3. memory -----------------------------------------------------------------------------------

@@ -2,18 +2,25 @@
 
     DwfError
     ├── UsageError            a command was called wrongly (bad flag value, missing file)
+    │   └── DaemonClosed          a part of the Daemon was used outside `async with` (or after)
     ├── DefinitionError       a workflow document is invalid; carries its diagnostics
+    │   ├── LoadError             a file cannot become a document (YAML, limits); one finding
+    │   └── ShapeError            data lacks the shape the schema promises (model building)
     ├── PlanError             a definition could not be compiled into a plan
     ├── ActionRegistryError   an action type is unknown or a plugin failed to load
     ├── ExpressionError       a template or condition failed at run time
     │   ├── TemplateRenderError   rendering failed (undefined name, sandbox, size)
     │   └── ConditionError        a condition threw, timed out, ran out of memory, not boolean
     ├── StoreError            the database could not do what was asked
+    │   ├── DatabaseUnavailable   it cannot be reached now (refused, lost, shut down, timed out)
+    │   ├── QueryError            a statement failed on its own account (a constraint, a bug)
     │   ├── DatabaseClosed        the pool was used outside `async with` (or after it)
     │   ├── MigrationError        migrations cannot be applied (edited, missing, failed)
     │   └── LeaseLost             another worker took over an execution; nothing was written
     ├── MissingCredential     a secret an action or trigger needs is not configured
     ├── InvalidRequest        a start or API request is malformed (payload not an object, too big)
+    │   ├── InvalidField          … in one named field (`body.trigger`, `query.cursor`)
+    │   └── InvalidDocument       a workflow document to record or publish fails validation
     ├── SourceError           a git source cannot be fetched or read (unreachable, no branch)
     ├── WebhookRejected       a webhook delivery is refused (signature, body); `status` says how
     ├── NotFound              a workflow or execution does not exist (for this tenant)
@@ -28,7 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.spec.diagnostics import Diagnostic
+    from runner.spec.diagnostics import Diagnostic, Finding
 
 
 class DwfError(Exception):
@@ -39,12 +46,33 @@ class UsageError(DwfError):
     """A command or function was called with arguments that cannot work."""
 
 
+class DaemonClosed(UsageError):
+    """A part of the Daemon was used before `async with Daemon(...)` opened it, or after."""
+
+
 class DefinitionError(DwfError):
     """A workflow document failed loading or validation; `diagnostics` says where and why."""
 
     def __init__(self, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
         super().__init__(message)
         self.diagnostics = tuple(diagnostics)
+
+
+class LoadError(DefinitionError):
+    """A file cannot become a document (YAML syntax, encoding, limits); `finding` says where and
+    why. It has no diagnostics yet: the lint positions the finding in its file."""
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+class ShapeError(DefinitionError):
+    """Data lacks the shape the schema promises (a node that is not a mapping, a missing id), so
+    no model can be built; the message names the part, and the schema check reports why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 class PlanError(DwfError):
@@ -71,6 +99,20 @@ class StoreError(DwfError):
     """The database could not do what was asked."""
 
 
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached now: connection refused or lost, the server shutting down,
+    no pooled connection in time. Worth retrying later; nothing the caller sent was wrong."""
+
+
+class QueryError(StoreError):
+    """A statement failed on its own account (a constraint, a type, a bug): retrying the same
+    statement fails the same way. `sqlstate` is Postgres's error code, when it gave one."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 class DatabaseClosed(StoreError):
     """The database was used before it was opened or after it was closed."""
 
@@ -89,6 +131,23 @@ class MissingCredential(DwfError):
 
 class InvalidRequest(DwfError):
     """A request to start or query something is malformed; the message names the field."""
+
+
+class InvalidField(InvalidRequest):
+    """A request is malformed in one named field (`body.trigger`, `query.cursor`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidDocument(InvalidRequest):
+    """A workflow document to record or publish fails validation: `problems` holds a (field,
+    message) pair per finding, the field a path such as `definition.nodes[0].workflowId`."""
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
 
 
 class SourceError(DwfError):

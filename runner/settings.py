@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import UsageError
+from runner.spec.limits import (
+    DEFAULT_CONDITION_MEMORY_LIMIT_BYTES,
+    DEFAULT_CONDITION_TIME_LIMIT_SECONDS,
+    DEFAULT_MAX_RENDERED_BYTES,
+)
 
 DEFAULT_HOME = "~/.local/share/dwf"
 DEFAULT_TENANT = "default"
 DEFAULT_MAX_PARALLEL_ACTIONS = 10
 DEFAULT_ACTION_TIMEOUT_SECONDS = 300.0
-DEFAULT_CONDITION_TIME_LIMIT_SECONDS = 0.05
-DEFAULT_CONDITION_MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
-DEFAULT_MAX_RENDERED_BYTES = 1024 * 1024
 DEFAULT_MAX_TRIGGER_BYTES = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_TRIGGER_DEPTH = 64
@@ -118,7 +120,8 @@ class Settings:
                 try:
                     values[field] = kind(env[name])
                 except ValueError as exc:
-                    raise UsageError(f"{name}={env[name]!r} is not a {kind.__name__}") from exc
+                    what = "a whole number" if kind is int else "a number"
+                    raise UsageError(f"{name}={env[name]!r} is not {what}") from exc
         if env.get("DWF_LOG_FORMAT"):
             values["log_format"] = env["DWF_LOG_FORMAT"]
         if env.get("DWF_SECRETS_DIR"):
@@ -142,7 +145,7 @@ class Settings:
         if env.get("DWF_SYNC_ALLOW_MASS_DELETE"):
             values["sync_allow_mass_delete"] = _flag("DWF_SYNC_ALLOW_MASS_DELETE", env)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return dataclasses.replace(cls(), **values)
+        return dataclasses.replace(cls(), **values)  # type: ignore[arg-type]  # checked above
 
 
 def _flag(name: str, env: Mapping[str, str]) -> bool:

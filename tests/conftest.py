@@ -23,6 +23,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from runner.daemon import Daemon
 from runner.settings import Settings
 from runner.store import embedded, migrations
 from runner.store.database import Database
@@ -86,6 +87,13 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def db(settings: Settings, anyio_backend: str) -> AsyncIterator[Database]:
     """An opened `Database` on this test's database."""
     async with Database.open(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def daemon(settings: Settings, db: Database) -> AsyncIterator[Daemon]:
+    """A `Daemon` (the process's parts: starts, conductor, versions, workers) on `db`."""
+    async with Daemon(settings, database=db) as opened:
         yield opened
 
 

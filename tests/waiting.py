@@ -23,3 +23,16 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await anyio.sleep(interval)
+
+
+def until_sync(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """`until` for synchronous code (a test driving subprocesses): poll `check` until it
+    returns something truthy; AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

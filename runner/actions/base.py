@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -87,23 +87,16 @@ class ActionResult:
 
 @dataclass(frozen=True, slots=True)
 class ActionContext:
-    """What an action may know about the attempt it runs in."""
+    """What an action may know about the attempt it runs in, and the services it may use."""
 
     execution_id: str
     workflow_id: str
     node_id: str
+    _: KW_ONLY
+    #: Credentials, the shared HTTP client and connector settings of the running process.
+    services: ActionServices
     attempt: int = 1
     correlation_id: str | None = None
-    #: Credentials, the shared HTTP client and connector settings; None: those of the
-    #: environment (`services` below).
-    shared: ActionServices | None = None
-
-    @property
-    def services(self) -> ActionServices:
-        """The services this attempt runs with."""
-        from runner.actions import services
-
-        return self.shared if self.shared is not None else services.for_settings()
 
     def outbound_headers(self) -> dict[str, str]:
         """Headers every outbound call carries: the execution's correlation id."""

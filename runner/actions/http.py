@@ -239,7 +239,7 @@ async def check_address(host: str) -> None:
         # A name that does not resolve raises OSError: a transient ConnectionError, since DNS
         # can recover; it is never sent unchecked.
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for found in addresses:
         address = found
         if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:

@@ -268,9 +268,9 @@ class _Api:
 
 def graphql_failure(body: Mapping[str, Any]) -> ActionResult:
     """monday's error document as a failed result (transient for limits)."""
-    errors = body.get("errors") if isinstance(body.get("errors"), list) else []
+    errors = body["errors"] if isinstance(body.get("errors"), list) else []
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
-    extensions = first.get("extensions") if isinstance(first.get("extensions"), dict) else {}
+    extensions = first["extensions"] if isinstance(first.get("extensions"), dict) else {}
     code = str(extensions.get("code") or body.get("error_code") or "GraphQLError")
     message = str(first.get("message") or body.get("error_message") or "unknown error")
     transient = code in TRANSIENT_CODES
@@ -377,9 +377,9 @@ def flatten(item: Mapping[str, Any]) -> dict[str, Any]:
     for value in item.get("column_values") or []:
         if not isinstance(value, dict):
             continue
-        column = value.get("column") if isinstance(value.get("column"), dict) else {}
+        column = value["column"] if isinstance(value.get("column"), dict) else {}
         columns[str(column.get("title") or value.get("id"))] = value.get("text")
-    group = item.get("group") if isinstance(item.get("group"), dict) else {}
+    group = item["group"] if isinstance(item.get("group"), dict) else {}
     return {
         "id": str(item["id"]),
         "name": item.get("name"),

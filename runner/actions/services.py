@@ -1,20 +1,20 @@
 """What actions of one process share: credentials, the outbound HTTP client, connector settings.
 
-    services = for_settings(settings)       # one per Settings object, made on first use
+    services = ActionServices(settings)     # one per process: the Daemon makes it
     token = services.credentials.get("slack-token")
     client = await services.http_client()   # one httpx.AsyncClient per event loop
 
-The engine hands each attempt `ActionContext.services`; an action run without one (a test, a
-script) gets the services of `Settings.from_env()`. The HTTP client is shared by every attempt
-on the event loop, so connections are kept alive between calls; it is closed when the loop shuts
-down its async generators (what `asyncio.run` does at its end), or by `aclose`.
+The engine hands each attempt `ActionContext.services`. The HTTP client is shared by every
+attempt on the event loop, so connections are kept alive between calls; it is closed by `aclose`
+(the Daemon does, when it closes), or else when the loop shuts down its async generators (what
+`asyncio.run` does at its end).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from runner.credentials.provider import CredentialProvider
@@ -80,33 +80,8 @@ class ActionServices:
             await entry[1].aclose()
 
 
-async def _close_with_loop(client: httpx.AsyncClient) -> AsyncIterator[None]:
+async def _close_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
         await client.aclose()
-
-
-_BY_SETTINGS: dict[int, tuple[Settings, ActionServices]] = {}
-_MAX_REMEMBERED = 64  # Settings objects are few in a server; tests make many
-
-
-def for_settings(settings: Settings | None = None) -> ActionServices:
-    """The services of `settings` (of `Settings.from_env()` when None), made once per object."""
-    if settings is None:
-        settings = _env_settings()
-    entry = _BY_SETTINGS.get(id(settings))
-    if entry is None or entry[0] is not settings:
-        if len(_BY_SETTINGS) >= _MAX_REMEMBERED:
-            del _BY_SETTINGS[next(iter(_BY_SETTINGS))]
-        entry = _BY_SETTINGS[id(settings)] = (settings, ActionServices(settings))
-    return entry[1]
-
-
-_ENV: list[Settings] = []
-
-
-def _env_settings() -> Settings:
-    if not _ENV:
-        _ENV.append(Settings.from_env())
-    return _ENV[0]

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 
 from runner.api import models, problems
-from runner.api.state import ConductorDep, DatabaseDep, TenantDep
+from runner.api.state import ConductorDep, DatabaseDep, StartsDep, TenantDep
 from runner.engine import summary
 from runner.engine.requests import StartRequest
-from runner.errors import InvalidRequest, NotFound
+from runner.errors import InvalidField, InvalidRequest, NotFound
 from runner.store import executions
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 50
@@ -26,9 +26,9 @@ ExecutionId = Annotated[
 ]
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI: these statuses answer with a problem document."""
-    return {status: {"model": problems.Problem} for status in statuses}
+def _id_header(alias: str, description: str) -> Any:
+    """An id sent as a header, no longer than the API's ids."""
+    return Header(alias=alias, max_length=models.MAX_ID_LENGTH, description=description)
 
 
 def status_url(request: Request, execution_id: uuid.UUID) -> str:
@@ -44,13 +44,13 @@ def status_url(request: Request, execution_id: uuid.UUID) -> str:
     response_model=models.Accepted,
     responses={
         200: {"model": models.Accepted, "description": REPEATED},
-        **_problems(400, 404, 409, 413, 422),
+        **problems.documented(400, 404, 409, 413, 422),
     },
 )
 async def execute(
     request: Request,
     response: Response,
-    conductor: ConductorDep,
+    starts: StartsDep,
     tenant: TenantDep,
     workflow_id: Annotated[str, Path(alias="workflowId", description="The workflow to run.")],
     body: Annotated[models.ExecuteBody | None, Body(description="Optional: none is `{}`.")] = None,
@@ -58,20 +58,11 @@ async def execute(
         bool, Query(alias="allowDraft", description="Also start a Draft workflow.")
     ] = False,
     header_request_id: Annotated[
-        str | None,
-        Header(
-            alias="X-Request-Id",
-            max_length=models.MAX_ID_LENGTH,
-            description="Idempotency key when the body has no `requestId`.",
-        ),
+        str | None, _id_header("X-Request-Id", "Idempotency key when the body has no `requestId`.")
     ] = None,
     correlation_id: Annotated[
         str | None,
-        Header(
-            alias="X-Correlation-Id",
-            max_length=models.MAX_ID_LENGTH,
-            description="Correlation id passed on to outbound calls (else a new one).",
-        ),
+        _id_header("X-Correlation-Id", "Correlation id passed on to outbound calls (else new)."),
     ] = None,
 ) -> models.Accepted:
     """Start the workflow's current version. 202 with where to follow it; 404 unknown workflow;
@@ -79,7 +70,7 @@ async def execute(
     body = body or models.ExecuteBody()
     request_id = body.request_id or header_request_id or None
     try:
-        row, created = await conductor.start(
+        row, created = await starts.start(
             StartRequest(
                 workflow_id=workflow_id,
                 trigger=body.trigger,
@@ -94,8 +85,8 @@ async def execute(
             )
         )
     except InvalidRequest as exc:
-        # The conductor refuses only the payload (its shape, size or depth).
-        raise problems.FieldError("body.trigger", str(exc)) from exc
+        # A start refuses only the payload (its shape, size or depth).
+        raise InvalidField("body.trigger", str(exc)) from exc
     if not created:
         response.status_code = 200
     url = status_url(request, row.execution_id)
@@ -109,7 +100,7 @@ async def execute(
     name="get_execution",
     summary="An execution, its nodes and attempts",
     response_model=models.Execution,
-    responses=_problems(404, 422),
+    responses=problems.documented(404, 422),
 )
 async def get_execution(
     db: DatabaseDep, tenant: TenantDep, execution_id: ExecutionId
@@ -128,7 +119,7 @@ async def get_execution(
     "/executions",
     summary="List executions",
     response_model=models.ExecutionPage,
-    responses=_problems(400, 422),
+    responses=problems.documented(400, 422),
 )
 async def list_executions(
     db: DatabaseDep,
@@ -154,7 +145,7 @@ async def list_executions(
                 conn, tenant, workflow_id=workflow_id, status=status, limit=limit, cursor=cursor
             )
         except ValueError as exc:  # the only ValueError it raises: a cursor not of ours
-            raise problems.FieldError("query.cursor", str(exc)) from exc
+            raise InvalidField("query.cursor", str(exc)) from exc
     return {"items": [summary.listing_item(r) for r in rows], "nextCursor": next_cursor}
 
 
@@ -163,7 +154,7 @@ async def list_executions(
     status_code=202,
     summary="Cancel an execution",
     response_model=models.CancelAccepted,
-    responses=_problems(404, 409, 422),
+    responses=problems.documented(404, 409, 422),
 )
 async def cancel_execution(
     conductor: ConductorDep, tenant: TenantDep, execution_id: ExecutionId

@@ -9,10 +9,8 @@ from fastapi.responses import JSONResponse
 
 from runner.api import problems
 from runner.api.executions import status_url
-from runner.credentials.provider import CredentialProvider
+from runner.api.state import WebhooksDep
 from runner.errors import WebhookRejected
-from runner.triggers.fire import replica_name
-from runner.triggers.webhooks import Webhooks
 
 router = APIRouter(tags=["webhooks"])
 
@@ -28,19 +26,6 @@ REPEATED = {
 }
 
 
-def _webhooks(request: Request) -> Webhooks:
-    state = request.app.state
-    hooks = getattr(state, "webhooks", None)
-    if hooks is None:
-        settings = state.settings
-        credentials = getattr(state, "credentials", None) or CredentialProvider(
-            secrets_dir=getattr(settings, "secrets_dir", None)
-        )
-        hooks = Webhooks(state.db, state.conductor, settings, credentials, replica=replica_name())
-        state.webhooks = hooks
-    return hooks
-
-
 @router.post(
     "/hooks/{tenant}/{path:path}",
     status_code=202,
@@ -48,11 +33,12 @@ def _webhooks(request: Request) -> Webhooks:
     responses={
         202: ACCEPTED,
         200: REPEATED,
-        **{s: {"model": problems.Problem} for s in (400, 401, 404, 413, 415, 422)},
+        **problems.documented(400, 401, 404, 413, 415, 422),
     },
 )
 async def deliver(
     request: Request,
+    webhooks: WebhooksDep,
     tenant: Annotated[str, Path(description="The tenant whose workflow serves the hook.")],
     path: Annotated[str, Path(description="The trigger's `path`, e.g. `clients/new`.")],
 ) -> Any:
@@ -61,7 +47,7 @@ async def deliver(
     workflow); 413 body too large; 415/400 not JSON; 422 the activation condition failed."""
     body = await request.body()
     try:
-        delivery = await _webhooks(request).deliver(
+        delivery = await webhooks.deliver(
             tenant, path, body, dict(request.headers), dict(request.query_params)
         )
     except WebhookRejected as exc:

@@ -104,23 +104,16 @@ class ExecutionSummary(ApiModel):
     finished_at: str | None = Field(default=None, description="ISO 8601; null until it ends.")
 
 
-class Execution(Document):
+class Execution(ExecutionSummary):
     """An execution with its nodes and every attempt."""
 
-    execution_id: str = Field(description="The execution's id.")
-    workflow_id: str = Field(description="The workflow it runs.")
-    workflow_version: int = Field(description="The version of the workflow it runs.")
-    status: ExecutionStatus = Field(description="Its status.")
-    request_id: str = Field(description="Its idempotency key.")
+    model_config = Document.model_config
+
     correlation_id: str = Field(description="Passed on to outbound calls as X-Correlation-Id.")
-    principal: str | None = Field(default=None, description="Who started it.")
     error: Any = Field(default=None, description="Why it failed {type, message, nodeId}.")
     outputs: Any = Field(default=None, description="The workflow's outputs, once it succeeded.")
     nodes: dict[str, NodeState] = Field(description="Each node that started, by id.")
     attempts: list[Attempt] = Field(description="Every attempt of every node, in start order.")
-    created_at: str | None = Field(default=None, description="ISO 8601.")
-    started_at: str | None = Field(default=None, description="ISO 8601.")
-    finished_at: str | None = Field(default=None, description="ISO 8601; null until it ends.")
 
 
 class ExecutionPage(ApiModel):

@@ -4,7 +4,8 @@
      "detail": "execution … does not exist in tenant 'default'", "instance": "/api/v1/…",
      "errors": [{"field": "body.trigger", "message": "…"}]}   # errors: validation only
 
-Runner errors map by class (NotFound 404, Conflict 409, InvalidRequest 400, StoreError 503);
+Runner errors map by class (NotFound 404, Conflict 409, InvalidRequest 400, InvalidDocument
+422, DatabaseUnavailable 503 with Retry-After; another StoreError is a bug: 500, logged);
 anything unexpected becomes a 500 whose body says nothing about the cause, which is logged.
 """
 
@@ -23,10 +24,22 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.credentials import masking
-from runner.errors import Conflict, DwfError, InvalidRequest, NotFound, StoreError
+from runner.errors import (
+    Conflict,
+    DatabaseClosed,
+    DatabaseUnavailable,
+    DwfError,
+    InvalidDocument,
+    InvalidField,
+    InvalidRequest,
+    NotFound,
+    StoreError,
+)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:dataworkflows:problem:"
+#: How long a client is told to wait (`Retry-After`) when the database is unavailable.
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 log = structlog.get_logger("runner.api")
 
@@ -54,21 +67,9 @@ class Problem(BaseModel):
     )
 
 
-class FieldError(InvalidRequest):
-    """An InvalidRequest about one named field of the request (400, with `errors`)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class DocumentErrors(InvalidRequest):
-    """A document in the request (a workflow definition) failed validation: 422, one entry in
-    `errors` per problem."""
-
-    def __init__(self, message: str, errors: Sequence[FieldProblem]) -> None:
-        super().__init__(message)
-        self.errors = list(errors)
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses`: these statuses answer with a problem document."""
+    return {status: {"model": Problem} for status in statuses}
 
 
 def response(
@@ -105,9 +106,10 @@ def install(app: FastAPI) -> None:
 
 
 async def _runner_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DocumentErrors):
-        return response(request, 422, str(exc), kind="invalid-document", errors=exc.errors)
-    if isinstance(exc, FieldError):
+    if isinstance(exc, InvalidDocument):
+        errors = [FieldProblem(field=field, message=message) for field, message in exc.problems]
+        return response(request, 422, str(exc), kind="invalid-document", errors=errors)
+    if isinstance(exc, InvalidField):
         errors = [FieldProblem(field=exc.field, message=str(exc))]
         return response(request, 400, str(exc), kind="invalid-request", errors=errors)
     if isinstance(exc, InvalidRequest):
@@ -116,11 +118,20 @@ async def _runner_error(request: Request, exc: Exception) -> JSONResponse:
         return response(request, 404, str(exc), kind="not-found")
     if isinstance(exc, Conflict):
         return response(request, 409, str(exc), kind="conflict")
-    if isinstance(exc, StoreError):
+    if isinstance(exc, DatabaseUnavailable | DatabaseClosed):
         # The message names the database host; the log keeps it, the client needs only the gist.
         log.warning("database unavailable", path=request.url.path, error=str(exc))
         detail = "the database is unavailable; try again shortly"
-        return response(request, 503, detail, kind="database-unavailable")
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        return response(request, 503, detail, kind="database-unavailable", headers=headers)
+    if isinstance(exc, StoreError):
+        # A QueryError (or LeaseLost, which should never get here) is a bug, not an outage.
+        sqlstate = getattr(exc, "sqlstate", None)
+        log.error(
+            "database error", path=request.url.path, sqlstate=sqlstate, error=str(exc),
+            exc_info=exc,
+        )  # fmt: skip
+        return _internal(request)
     log.error("runner error", path=request.url.path, error=str(exc), exc_info=exc)
     return _internal(request)
 
@@ -151,7 +162,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.method} {request.url.path}"
-    return response(request, exc.status_code, detail, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return response(request, exc.status_code, detail, headers=headers)
 
 
 def _internal(request: Request) -> JSONResponse:

@@ -8,11 +8,10 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from runner import logs
 from runner.api import app as api
-from runner.settings import Settings
-from runner.store.database import Database
 
 #: After this long, requests still open at shutdown are cancelled.
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -28,49 +27,34 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(
-    settings: Settings,
-    host: str,
-    *,
-    worker: bool = False,
-    sync: bool = False,
-    scheduler: bool = False,
-) -> bool:
-    """Serve until SIGTERM or SIGINT (a second one stops waiting for open requests).
-
-    False when the server did not start (uvicorn logged why: the port is taken, say).
-    """
+async def serve(application: FastAPI, host: str, port: int) -> bool:
+    """Serve `application` until SIGTERM or SIGINT (a second one stops waiting for open
+    requests). False when the server did not start (uvicorn logged why: the port is taken)."""
     logs.route_stdlib_logging()
-    # Opened here rather than in the app's lifespan, so a database that cannot be reached is
-    # a DwfError for the caller to report in one line, not a traceback from inside uvicorn.
-    async with Database.open(settings) as db:
-        application = api.create_app(
-            settings, database=db, worker=worker, sync=sync, scheduler=scheduler
-        )
-        config = uvicorn.Config(
-            application,
-            host=host,
-            port=settings.port,
-            log_config=None,  # keep uvicorn's hands off logging: its records reach structlog
-            lifespan="on",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
-        server = _Server(config)
+    config = uvicorn.Config(
+        application,
+        host=host,
+        port=port,
+        log_config=None,  # keep uvicorn's hands off logging: its records reach structlog
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = _Server(config)
 
-        def stop() -> None:
-            if server.should_exit:
-                server.force_exit = True
-            server.should_exit = True
-            api.request_stop(application)
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+        api.request_stop(application)
 
-        loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits this way when it cannot bind; it logged why
+        return False
+    finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop)
-        try:
-            await server.serve()
-        except SystemExit:  # uvicorn exits this way when it cannot bind; it logged why
-            return False
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        return server.started
+            loop.remove_signal_handler(sig)
+    return bool(server.started)

@@ -1,34 +1,57 @@
-"""What routes take from the running app (FastAPI dependencies), set up by `app.create_app`."""
+"""What routes take from the running app (FastAPI dependencies): the parts of the process that
+`create_app` was given (the Daemon), never parts of their own."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 
+from runner.actions.services import ActionServices
 from runner.engine.conductor import Conductor
+from runner.engine.starts import Starts
 from runner.settings import Settings
 from runner.store.database import Database
+from runner.triggers.webhooks import Webhooks
+from runner.versions import Versions
 
 
-def _database(request: Request) -> Database:
-    return request.app.state.db
+class Parts(Protocol):
+    """The process's parts the API uses (the Daemon has them all)."""
+
+    settings: Settings
+    db: Database
+    services: ActionServices
+    starts: Starts
+    conductor: Conductor
+    versions: Versions
+    webhooks: Webhooks
 
 
-def _conductor(request: Request) -> Conductor:
-    return request.app.state.conductor
+def parts(request: Request) -> Parts:
+    """The parts the app was created with."""
+    found: Parts = request.app.state.parts
+    return found
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+def _part(name: str) -> Callable[[Request], Any]:
+    def part(request: Request) -> Any:
+        return getattr(parts(request), name)
+
+    return part
 
 
 def _tenant(request: Request) -> str:
     # Loose auth mode (SPEC §12): the configured tenant. Strict mode takes it from the token.
-    return request.app.state.settings.tenant
+    return parts(request).settings.tenant
 
 
-DatabaseDep = Annotated[Database, Depends(_database)]
-ConductorDep = Annotated[Conductor, Depends(_conductor)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
+DatabaseDep = Annotated[Database, Depends(_part("db"))]
+ServicesDep = Annotated[ActionServices, Depends(_part("services"))]
+StartsDep = Annotated[Starts, Depends(_part("starts"))]
+ConductorDep = Annotated[Conductor, Depends(_part("conductor"))]
+VersionsDep = Annotated[Versions, Depends(_part("versions"))]
+WebhooksDep = Annotated[Webhooks, Depends(_part("webhooks"))]
+SettingsDep = Annotated[Settings, Depends(_part("settings"))]
 TenantDep = Annotated[str, Depends(_tenant)]

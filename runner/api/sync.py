@@ -8,21 +8,17 @@ syncs, and the others find that sync already covers the push.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from runner.api import problems
-from runner.api.state import DatabaseDep, SettingsDep, TenantDep
-from runner.credentials.provider import CredentialProvider
+from runner.api.state import DatabaseDep, ServicesDep, SettingsDep, TenantDep
 from runner.errors import MissingCredential
 from runner.store import sync as store
 from runner.sync.apply import run_document
-
-SIGNATURE_PREFIX = "sha256="
+from runner.triggers import signatures
 
 router = APIRouter(tags=["sync"])
 
@@ -46,8 +42,7 @@ async def list_runs(
     summary="Push webhook: sync now",
     responses={
         200: {"description": "A ping, or a push to another branch: nothing to do."},
-        401: {"model": problems.Problem},
-        503: {"model": problems.Problem},
+        **problems.documented(401, 503),
     },
 )
 async def push(
@@ -55,6 +50,7 @@ async def push(
     response: Response,
     db: DatabaseDep,
     settings: SettingsDep,
+    services: ServicesDep,
     tenant: TenantDep,
     signature: Annotated[
         str | None,
@@ -67,15 +63,13 @@ async def push(
     branch other than the synced one, answers 200 and does nothing."""
     body = await request.body()
     try:
-        secret = CredentialProvider(secrets_dir=settings.secrets_dir).get(
-            settings.sync_webhook_secret
-        )
+        secret = services.credentials.get(settings.sync_webhook_secret)
     except MissingCredential as exc:
         return problems.response(
             request, 503, f"the sync webhook is not configured: {exc}", kind="not-configured"
         )
-    expected = SIGNATURE_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if signature is None or not hmac.compare_digest(signature.encode(), expected.encode()):
+    headers = {} if signature is None else {signatures.GITHUB_HEADER: signature}
+    if signatures.verify("github", secret, body, headers) is not None:
         detail = "missing X-Hub-Signature-256" if signature is None else "bad signature"
         return problems.response(
             request, 401, f"{detail}: the body must be signed with the sync webhook secret",

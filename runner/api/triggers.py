@@ -7,16 +7,18 @@ definition stays the one source of a workflow's triggers; the workflow keeps its
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 
+from runner import versions as versioning
 from runner.api import problems
-from runner.api.state import ConductorDep, DatabaseDep, TenantDep
+from runner.api.state import DatabaseDep, TenantDep, VersionsDep
 from runner.errors import Conflict, NotFound
-from runner.lint import linter
-from runner.spec.rules import severity_of
 from runner.store import triggers, workflows
+from runner.store.database import Database
 from runner.store.workflows import DefinitionRow, WorkflowRow
 from runner.triggers import documents
 
@@ -28,11 +30,9 @@ WorkflowId = Annotated[str, Path(alias="workflowId", description="The workflow's
 TriggerId = Annotated[str, Path(alias="triggerId", description="The trigger's id.")]
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": problems.Problem} for status in statuses}
-
-
-async def _current(db: Any, tenant: str, workflow_id: str) -> tuple[WorkflowRow, DefinitionRow]:
+async def _current(
+    db: Database, tenant: str, workflow_id: str
+) -> tuple[WorkflowRow, DefinitionRow]:
     async with db.connection() as conn:
         workflow = await workflows.get(conn, tenant, workflow_id)
         if workflow is None or workflow.current_version is None:
@@ -47,7 +47,7 @@ def _declared(definition: DefinitionRow) -> list[dict[str, Any]]:
 @router.get(
     "/workflows/{workflowId}/triggers",
     summary="A workflow's triggers, their next and last fires",
-    responses=_problems(404),
+    responses=problems.documented(404),
 )
 async def list_triggers(db: DatabaseDep, tenant: TenantDep, workflow_id: WorkflowId) -> Any:
     """Every trigger the current version declares: whether it is registered (only an Active
@@ -60,7 +60,7 @@ async def list_triggers(db: DatabaseDep, tenant: TenantDep, workflow_id: Workflo
 @router.get(
     "/workflows/{workflowId}/triggers/{triggerId}/fires",
     summary="A trigger's fire log",
-    responses=_problems(404, 422),
+    responses=problems.documented(404, 422),
 )
 async def trigger_fires(
     db: DatabaseDep,
@@ -91,12 +91,11 @@ async def trigger_fires(
     "/workflows/{workflowId}/triggers",
     status_code=201,
     summary="Add a trigger (workflows not managed by git)",
-    responses=_problems(404, 409, 422),
+    responses=problems.documented(404, 409, 422),
 )
 async def add_trigger(
-    request: Request,
     db: DatabaseDep,
-    conductor: ConductorDep,
+    versions: VersionsDep,
     tenant: TenantDep,
     workflow_id: WorkflowId,
     trigger: Annotated[
@@ -109,15 +108,13 @@ async def add_trigger(
     git, a trigger id already used, or a webhook path another workflow serves; 422 when the
     trigger is invalid (each problem named by field)."""
     workflow, definition = await _current(db, tenant, workflow_id)
-    _refuse_git(workflow)
+    versioning.refuse_git(workflow, "api")
     declared = _declared(definition)
     if any(t.get("id") == trigger.get("id") for t in declared):
         raise Conflict(f"workflow {workflow_id!r} already has a trigger {trigger.get('id')!r}")
     changed = dict(definition.definition) | {"triggers": [*declared, trigger]}
-    problem = _invalid(request, changed, len(declared))
-    if problem is not None:
-        return problem
-    await conductor.register(changed, source_kind="api", status=workflow.status, tenant=tenant)
+    versioning.checked(changed, functools.partial(_field, len(declared)))
+    await versions.record(changed, tenant=tenant, source_kind="api", status=workflow.status)
     return await _one(db, tenant, workflow_id, str(trigger["id"]))
 
 
@@ -125,11 +122,11 @@ async def add_trigger(
     "/workflows/{workflowId}/triggers/{triggerId}",
     status_code=204,
     summary="Remove a trigger (workflows not managed by git)",
-    responses=_problems(404, 409),
+    responses=problems.documented(404, 409),
 )
 async def remove_trigger(
     db: DatabaseDep,
-    conductor: ConductorDep,
+    versions: VersionsDep,
     tenant: TenantDep,
     workflow_id: WorkflowId,
     trigger_id: TriggerId,
@@ -137,7 +134,7 @@ async def remove_trigger(
     """Make a new version of the workflow without this trigger; its schedule stops at once on
     every replica. 409 for a workflow managed by git."""
     workflow, definition = await _current(db, tenant, workflow_id)
-    _refuse_git(workflow)
+    versioning.refuse_git(workflow, "api")
     declared = _declared(definition)
     kept = [t for t in declared if t.get("id") != trigger_id]
     if len(kept) == len(declared):
@@ -147,39 +144,19 @@ async def remove_trigger(
         changed["triggers"] = kept
     else:
         changed.pop("triggers", None)
-    await conductor.register(changed, source_kind="api", status=workflow.status, tenant=tenant)
+    await versions.record(changed, tenant=tenant, source_kind="api", status=workflow.status)
     return Response(status_code=204)
 
 
-def _refuse_git(workflow: WorkflowRow) -> None:
-    if workflow.managed_by == "git":
-        raise Conflict(
-            f"workflow {workflow.workflow_id!r} is managed by git; change its triggers in its "
-            "repository"
-        )
+def _field(index: int, path: Sequence[str | int]) -> str:
+    """Where a finding of the changed definition is in this request: the trigger sent is the
+    body, the rest is the workflow's current definition."""
+    where = tuple(path)
+    if where[:2] == ("triggers", index):
+        return ".".join(["body", *map(str, where[2:])])
+    return "definition." + ".".join(map(str, where)) if where else "definition"
 
 
-def _invalid(request: Request, definition: dict[str, Any], index: int) -> Any:
-    """A 422 naming every error lint finds in the changed definition, or None."""
-    _, findings = linter.check_data(definition)
-    errors = [f for f in findings if (f.severity or severity_of(f.rule)) == "error"]
-    if not errors:
-        return None
-    prefix = ("triggers", index)
-    fields = []
-    for finding in errors:
-        where = tuple(finding.path)
-        if where[:2] == prefix:
-            field = ".".join(["body", *map(str, where[2:])])
-        else:
-            field = "definition." + ".".join(map(str, where)) if where else "definition"
-        fields.append(
-            problems.FieldProblem(field=field, message=f"{finding.message} [{finding.rule}]")
-        )
-    detail = "; ".join(f"{p.field}: {p.message}" for p in fields)
-    return problems.response(request, 422, detail, kind="validation", errors=fields)
-
-
-async def _one(db: Any, tenant: str, workflow_id: str, trigger_id: str) -> Any:
+async def _one(db: Database, tenant: str, workflow_id: str, trigger_id: str) -> Any:
     listing = await list_triggers(db, tenant, workflow_id)
     return next(t for t in listing["items"] if t["id"] == trigger_id)

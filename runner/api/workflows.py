@@ -5,20 +5,21 @@ git are read-only here (409, "managed by git"): their repository is their source
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import Field, model_validator
 
+from runner import versions as versioning
 from runner.api import models, problems
-from runner.api.state import DatabaseDep, TenantDep
-from runner.errors import Conflict, NotFound
-from runner.lint import linter
-from runner.plan import checksum
+from runner.api.state import DatabaseDep, TenantDep, VersionsDep
+from runner.errors import InvalidDocument, NotFound
 from runner.spec import loader
 from runner.spec.diagnostics import format_path
-from runner.spec.model import Workflow
+from runner.spec.lifecycle import Status
 from runner.store import triggers, workflows
+from runner.store.database import Connection
 from runner.store.workflows import DefinitionRow, WorkflowRow
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 100
@@ -52,11 +53,7 @@ class CreateWorkflow(models.ApiModel):
         return self
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": problems.Problem} for status in statuses}
-
-
-@router.get("/workflows", summary="List workflows", responses=_problems(422))
+@router.get("/workflows", summary="List workflows", responses=problems.documented(422))
 async def list_workflows(
     db: DatabaseDep,
     tenant: TenantDep,
@@ -79,10 +76,14 @@ async def list_workflows(
     "/workflows",
     status_code=201,
     summary="Create a workflow, or a new version of one",
-    responses=_problems(400, 409, 413, 422),
+    responses=problems.documented(400, 409, 413, 422),
 )
 async def create_workflow(
-    db: DatabaseDep, tenant: TenantDep, body: CreateWorkflow, response: Response
+    db: DatabaseDep,
+    versions: VersionsDep,
+    tenant: TenantDep,
+    body: CreateWorkflow,
+    response: Response,
 ) -> dict[str, Any]:
     """Record the definition as the workflow's current version (the same content is the same
     version: 200 instead of 201). The workflow becomes a Draft, or Active with `autoActivate`
@@ -90,26 +91,18 @@ async def create_workflow(
     endpoints set it. 409 when the workflow is managed by git; 422 with every finding when the
     document is invalid."""
     data = _document(body)
-    workflow = _checked(data, "body.definition" if body.definition is not None else "body.yaml")
-    async with db.transaction() as conn:
-        existing = await workflows.get(conn, tenant, workflow.id)
-        _refuse_git(existing)
-        if body.auto_activate:
-            await _publish_check(conn, tenant, workflow)
-        before = {v.checksum for v in await workflows.versions(conn, tenant, workflow.id)}
-        version = await workflows.record_version(
-            conn, tenant=tenant, workflow_id=workflow.id,
-            checksum=checksum.definition_checksum(data), definition=data, source_kind="api",
-            status="Active" if body.auto_activate else "Draft", display_name=workflow.display_name,
-        )  # fmt: skip
-        document = await _document_of(conn, tenant, workflow.id)
-    if version.checksum in before:
+    field = "body.definition" if body.definition is not None else "body.yaml"
+    workflow = versioning.checked(data, lambda path: _field(field, path))
+    status: Status = "Active" if body.auto_activate else "Draft"
+    _, created = await versions.record(data, tenant=tenant, source_kind="api", status=status)
+    if not created:
         response.status_code = 200
     response.headers["Location"] = f"/api/v1/workflows/{workflow.id}"
-    return document
+    async with db.connection() as conn:
+        return await _document_of(conn, tenant, workflow.id)
 
 
-@router.get("/workflows/{workflowId}", summary="A workflow", responses=_problems(404))
+@router.get("/workflows/{workflowId}", summary="A workflow", responses=problems.documented(404))
 async def get_workflow(db: DatabaseDep, tenant: TenantDep, workflow_id: WorkflowId) -> Any:
     """The workflow: status, owner, current version with its source and definition, and the
     triggers it has registered (only an Active workflow has any)."""
@@ -118,7 +111,9 @@ async def get_workflow(db: DatabaseDep, tenant: TenantDep, workflow_id: Workflow
 
 
 @router.get(
-    "/workflows/{workflowId}/versions", summary="A workflow's versions", responses=_problems(404)
+    "/workflows/{workflowId}/versions",
+    summary="A workflow's versions",
+    responses=problems.documented(404),
 )
 async def list_versions(db: DatabaseDep, tenant: TenantDep, workflow_id: WorkflowId) -> Any:
     """Every version, newest first, with its checksum and source (`repo@commit:path` for git)."""
@@ -131,32 +126,31 @@ async def list_versions(db: DatabaseDep, tenant: TenantDep, workflow_id: Workflo
 @router.post(
     "/workflows/{workflowId}/publish",
     summary="Activate a workflow",
-    responses=_problems(404, 409, 422),
+    responses=problems.documented(404, 409, 422),
 )
-async def publish(db: DatabaseDep, tenant: TenantDep, workflow_id: WorkflowId) -> Any:
+async def publish(
+    db: DatabaseDep, versions: VersionsDep, tenant: TenantDep, workflow_id: WorkflowId
+) -> Any:
     """Make the current version Active (from Draft or Archived) after publish-time validation:
     the full lint, action parameter schemas, subworkflow targets existing and Active (422 with
     every problem). 409 when managed by git."""
-    async with db.transaction() as conn:
-        row = await _get(conn, tenant, workflow_id)
-        _refuse_git(row)
-        definition = await workflows.get_definition(conn, tenant, workflow_id)
-        workflow = _checked(definition.definition, "definition")
-        await _publish_check(conn, tenant, workflow)
-        await workflows.set_status(conn, tenant, [workflow_id], "Active")
+    await versions.publish(tenant, workflow_id)
+    async with db.connection() as conn:
         return await _document_of(conn, tenant, workflow_id)
 
 
 @router.post(
-    "/workflows/{workflowId}/archive", summary="Archive a workflow", responses=_problems(404, 409)
+    "/workflows/{workflowId}/archive",
+    summary="Archive a workflow",
+    responses=problems.documented(404, 409),
 )
-async def archive(db: DatabaseDep, tenant: TenantDep, workflow_id: WorkflowId) -> Any:
+async def archive(
+    db: DatabaseDep, versions: VersionsDep, tenant: TenantDep, workflow_id: WorkflowId
+) -> Any:
     """Archive the workflow: its triggers are removed and it starts no new executions; those
     running finish. 409 when managed by git (delete its file instead)."""
-    async with db.transaction() as conn:
-        row = await _get(conn, tenant, workflow_id)
-        _refuse_git(row)
-        await workflows.set_status(conn, tenant, [workflow_id], "Archived")
+    await versions.archive(tenant, workflow_id)
+    async with db.connection() as conn:
         return await _document_of(conn, tenant, workflow_id)
 
 
@@ -170,83 +164,23 @@ def _document(body: CreateWorkflow) -> dict[str, Any]:
         span = exc.finding.span
         where = f"line {span.line}, column {span.column}: " if span else ""
         message = f"{where}{exc.finding.message} [{exc.finding.rule}]"
-        raise problems.DocumentErrors(
-            f"the YAML document is invalid: {message}",
-            [problems.FieldProblem(field="body.yaml", message=message)],
+        raise InvalidDocument(
+            f"the YAML document is invalid: {message}", [("body.yaml", message)]
         ) from exc
 
 
-def _checked(data: dict[str, Any], field: str) -> Workflow:
-    """The model of a document without lint errors; problems.DocumentErrors naming every finding."""
-    workflow, findings = linter.check_data(data)
-    errors = [f for f in findings if (f.severity or _severity(f.rule)) == "error"]
-    if errors or workflow is None:
-        listed = [
-            problems.FieldProblem(
-                field=f"{field}.{format_path(f.path)}" if f.path else field,
-                message=f"{f.message} [{f.rule}]",
-            )
-            for f in errors
-        ]
-        detail = "; ".join(f"{p.field}: {p.message}" for p in listed[:5]) or "invalid document"
-        raise problems.DocumentErrors(f"the workflow document is invalid: {detail}", listed)
-    return workflow
+def _field(prefix: str, path: Sequence[str | int]) -> str:
+    return f"{prefix}.{format_path(tuple(path))}" if path else prefix
 
 
-def _severity(rule: str) -> str:
-    from runner.spec.rules import severity_of
-
-    return severity_of(rule)
-
-
-async def _publish_check(conn: Any, tenant: str, workflow: Workflow) -> None:
-    """Publish-time validation across workflows: each subworkflow target exists and is Active
-    (or, pinned to a version, that version exists)."""
-    targets = [(i, n) for i, n in enumerate(workflow.nodes) if n.node_type == "subworkflow"]
-    found = await workflows.statuses(conn, tenant, [str(n.workflow_id) for _, n in targets])
-    listed = []
-    for i, node in targets:
-        field = f"definition.nodes[{i}].workflowId"
-        status = found.get(str(node.workflow_id))
-        if node.workflow_id == workflow.id:
-            continue  # a workflow starting itself: lint's depth rules apply, not existence
-        if status is None:
-            message = f"subworkflow target `{node.workflow_id}` does not exist in tenant {tenant!r}"
-        elif node.version is not None:
-            try:
-                await workflows.get_definition(conn, tenant, str(node.workflow_id), node.version)
-                continue
-            except NotFound as exc:
-                message = str(exc)
-        elif status != "Active":
-            message = (
-                f"subworkflow target `{node.workflow_id}` is {status}; an Active workflow may "
-                "start only Active workflows (publish the target first)"
-            )
-        else:
-            continue
-        listed.append(problems.FieldProblem(field=field, message=message))
-    if listed:
-        detail = "; ".join(p.message for p in listed)
-        raise problems.DocumentErrors(f"publish-time validation failed: {detail}", listed)
-
-
-def _refuse_git(row: WorkflowRow | None) -> None:
-    if row is not None and row.managed_by == "git":
-        raise Conflict(
-            f"workflow {row.workflow_id!r} is managed by git: change, publish or archive it in "
-            "its repository (deleting its file archives it)"
-        )
-
-
-async def _get(conn: Any, tenant: str, workflow_id: str) -> WorkflowRow:
+async def _get(conn: Connection, tenant: str, workflow_id: str) -> WorkflowRow:
     row = await workflows.get(conn, tenant, workflow_id)
     if row is None:
         raise NotFound(f"workflow {workflow_id!r} does not exist in tenant {tenant!r}")
     return row
 
 
-async def _document_of(conn: Any, tenant: str, workflow_id: str) -> dict[str, Any]:
+async def _document_of(conn: Connection, tenant: str, workflow_id: str) -> dict[str, Any]:
     row = await _get(conn, tenant, workflow_id)
     current = None
     if row.current_version is not None:
@@ -269,26 +203,14 @@ async def _document_of(conn: Any, tenant: str, workflow_id: str) -> dict[str, An
 
 
 def _summary(row: WorkflowRow) -> dict[str, Any]:
-    return {
-        "workflowId": row.workflow_id,
-        "displayName": row.display_name,
-        "status": row.status,
-        "managedBy": row.managed_by,
-        "currentVersion": row.current_version,
-        "createdAt": row.created_at,
-        "updatedAt": row.updated_at,
-    }
+    return row.document(
+        "workflow_id", "display_name", "status", "managed_by", "current_version", "created_at",
+        "updated_at",
+    )  # fmt: skip
 
 
 def _version(v: DefinitionRow, current: int | None) -> dict[str, Any]:
-    return {
-        "version": v.version,
-        "current": v.version == current,
-        "checksum": v.checksum,
-        "source": v.source,
-        "sourceKind": v.source_kind,
-        "repo": v.source_repo,
-        "commit": v.source_commit,
-        "path": v.source_path,
-        "createdAt": v.created_at,
-    }
+    return v.document(
+        "version", "checksum", "source", "source_kind", "created_at",
+        repo="source_repo", commit="source_commit", path="source_path",
+    ) | {"current": v.version == current}  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from runner.cli.definitions import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from runner.cli import exits
 
 
 @click.command()
@@ -26,16 +26,12 @@ def actions(output: str, from_db: bool) -> None:
 
     Exit 0, 1 when a connector package fails to load, 2 when the database cannot be reached.
     """
-    from runner.errors import ActionRegistryError, StoreError
+    from runner.errors import ActionRegistryError
 
     try:
-        entries = _from_db() if from_db else _from_registry()
-    except ActionRegistryError as exc:
-        click.echo(f"dwf actions: {exc}", err=True)
-        sys.exit(EXIT_FINDINGS)
-    except StoreError as exc:
-        click.echo(f"dwf actions: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        entries = exits.run("actions", _from_db) if from_db else _from_registry()
+    except ActionRegistryError as exc:  # a connector package that fails to load: exit 1
+        exits.fail("actions", exc)
     if from_db and not entries:
         click.echo(
             "dwf actions: the catalog is empty; `dwf serve` and `dwf worker` write it", err=True
@@ -45,54 +41,38 @@ def actions(output: str, from_db: bool) -> None:
     else:
         for entry in entries:
             click.echo(_describe(entry))
-    sys.exit(EXIT_OK)
+    sys.exit(exits.EXIT_OK)
 
 
 def _from_registry() -> list[dict[str, Any]]:
+    import dataclasses
+
     from runner.actions import registry
 
-    return [
-        {
-            "type": e.action_type,
-            "connector": e.connector,
-            "version": e.version,
-            "description": e.description,
-            "package": e.package,
-            "packageVersion": e.package_version,
-            "entryPoint": e.entry_point,
-            "parameters": e.parameters_schema,
-            "outputs": e.outputs_schema,
-        }
-        for e in registry.catalog()
-    ]
+    return [_document(dataclasses.asdict(e)) for e in registry.catalog()]
 
 
-def _from_db() -> list[dict[str, Any]]:
-    import asyncio
-
-    from runner.settings import Settings
+async def _from_db() -> list[dict[str, Any]]:
+    from runner.daemon import Daemon
     from runner.store import catalog
-    from runner.store.database import Database
 
-    async def read() -> list[dict[str, Any]]:
-        async with Database.open(Settings.from_env()) as db, db.connection() as conn:
-            rows = await catalog.read(conn)
-        return [
-            {
-                "type": r["action_type"],
-                "connector": r["connector"],
-                "version": r["version"],
-                "description": r["description"],
-                "package": r["package"],
-                "packageVersion": r["package_version"],
-                "entryPoint": r["entry_point"],
-                "parameters": r["parameters_schema"],
-                "outputs": r["outputs_schema"],
-            }
-            for r in rows
-        ]
+    async with Daemon(exits.settings()) as daemon, daemon.db.connection() as conn:
+        return [_document(row) for row in await catalog.read(conn)]
 
-    return asyncio.run(read())
+
+def _document(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A catalog entry (a registry entry or a catalog row: the same fields) as JSON."""
+    return {
+        "type": entry["action_type"],
+        "connector": entry["connector"],
+        "version": entry["version"],
+        "description": entry["description"],
+        "package": entry["package"],
+        "packageVersion": entry["package_version"],
+        "entryPoint": entry["entry_point"],
+        "parameters": entry["parameters_schema"],
+        "outputs": entry["outputs_schema"],
+    }
 
 
 def _describe(entry: Mapping[str, Any]) -> str:

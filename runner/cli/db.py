@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,7 +11,7 @@ if TYPE_CHECKING:
     from runner.settings import Settings
     from runner.store.migrations import MigrationStatus
 
-EXIT_OK, EXIT_NOT_CURRENT, EXIT_ERROR = 0, 1, 2
+from runner.cli import exits
 
 
 @click.group()
@@ -27,15 +26,7 @@ def migrate() -> None:
     Exit 0 when done, 1 when a migration is refused (edited, missing or failing), 2 when the
     database cannot be reached.
     """
-    from runner.errors import MigrationError, StoreError
-    from runner.settings import Settings
-
-    try:
-        applied = asyncio.run(_migrate(Settings.from_env()))
-    except MigrationError as exc:
-        _fail(exc, EXIT_NOT_CURRENT)
-    except StoreError as exc:
-        _fail(exc, EXIT_ERROR)
+    applied = exits.run("db migrate", lambda: _migrate(exits.settings()))
     for name in applied:
         click.echo(f"applied {name}")
     if not applied:
@@ -49,13 +40,7 @@ def status() -> None:
     Exit 0 when all are applied unchanged, 1 when any is pending, edited or missing from this
     runner, 2 when the database cannot be reached.
     """
-    from runner.errors import StoreError
-    from runner.settings import Settings
-
-    try:
-        rows = asyncio.run(_status(Settings.from_env()))
-    except StoreError as exc:
-        _fail(exc, EXIT_ERROR)
+    rows = exits.run("db status", lambda: _status(exits.settings()))
     click.echo(_table(rows))
     problems = []
     for row in rows:
@@ -74,26 +59,22 @@ def status() -> None:
         problems.append(f"{pending} pending: run `dwf db migrate`")
     for line in problems:
         click.echo(line, err=True)
-    sys.exit(EXIT_NOT_CURRENT if problems else EXIT_OK)
+    sys.exit(exits.EXIT_FAILED if problems else exits.EXIT_OK)
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    from runner.store import database, migrations
+    from runner.daemon import Daemon
+    from runner.store import migrations
 
-    async with (
-        database.Database.open(settings, migrate=False) as opened,
-        opened.connection() as conn,
-    ):
+    async with Daemon(settings, migrate=False) as daemon, daemon.db.connection() as conn:
         return await migrations.apply(conn)
 
 
 async def _status(settings: Settings) -> list[MigrationStatus]:
-    from runner.store import database, migrations
+    from runner.daemon import Daemon
+    from runner.store import migrations
 
-    async with (
-        database.Database.open(settings, migrate=False) as opened,
-        opened.connection() as conn,
-    ):
+    async with Daemon(settings, migrate=False) as daemon, daemon.db.connection() as conn:
         return await migrations.status(conn)
 
 
@@ -111,11 +92,6 @@ def _table(rows: list[MigrationStatus]) -> str:
         f"{version:<{widths[0]}}  {name:<{widths[1]}}  {when}".rstrip()
         for version, name, when in lines
     )
-
-
-def _fail(exc: Exception, code: int) -> NoReturn:
-    click.echo(f"dwf db: {exc}", err=True)
-    sys.exit(code)
 
 
 COMMANDS = (db,)

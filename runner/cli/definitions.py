@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+from runner.cli import exits
 
 
 @click.command()
@@ -51,8 +51,9 @@ def lint(
     try:
         result = linter.lint_paths(paths, jobs=jobs)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        click.echo(f"dwf lint: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        from runner.errors import UsageError
+
+        exits.fail("lint", UsageError(str(exc)))
     output = report.render(
         fmt,
         result.diagnostics,
@@ -64,7 +65,7 @@ def lint(
     if output:
         click.echo(output)
     failed = result.errors > 0 or (strict and result.warnings > 0)
-    sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
+    sys.exit(exits.EXIT_FAILED if failed else exits.EXIT_OK)
 
 
 class _SourceLines:
@@ -106,7 +107,7 @@ def graph(file: Path, fmt: str) -> None:
             report.render("text", result.diagnostics, lines.line, files_checked=1, tool_version=""),
             err=True,
         )
-        sys.exit(EXIT_FINDINGS)
+        sys.exit(exits.EXIT_FAILED)
     data = loader.load(loader.decode(str(file), file.read_bytes()).text)
     plan = compiler.get_plan(data)
     click.echo(render.to_mermaid(plan) if fmt == "mermaid" else render.to_dot(plan))

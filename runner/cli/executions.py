@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from runner.cli.definitions import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from runner.cli import exits
 
-T = TypeVar("T")
-
-
-def _run_async(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; runner errors become a message and exit 1 (no traceback)."""
-    from runner.errors import DwfError, InvalidRequest, UsageError
-
-    try:
-        return asyncio.run(make())  # type: ignore[arg-type]
-    except (UsageError, InvalidRequest) as exc:
-        click.echo(f"dwf: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except DwfError as exc:
-        click.echo(f"dwf: {exc}", err=True)
-        sys.exit(EXIT_FINDINGS)
-
-
-def _settings() -> Any:
-    from runner import logs
+if TYPE_CHECKING:
     from runner.settings import Settings
-
-    settings = Settings.from_env()
-    logs.configure(settings.log_format, level="warning")
-    return settings
 
 
 @click.command()
@@ -57,8 +33,9 @@ def run(
     Exit 0 iff the execution Succeeded.
     """
     from runner.engine import requests
+    from runner.errors import DwfError, UsageError
 
-    settings = _settings()
+    settings = exits.settings()
     payload: dict[str, Any] = {}
     if trigger_text:
         text = trigger_text
@@ -66,14 +43,20 @@ def run(
             try:
                 text = Path(trigger_text[1:]).read_text(encoding="utf-8")
             except OSError as exc:
-                click.echo(f"dwf run: cannot read {trigger_text[1:]}: {exc.strerror}", err=True)
-                sys.exit(EXIT_USAGE)
-        payload = _run_async(lambda: _parse(requests, text, settings))
+                problem = UsageError(f"cannot read {trigger_text[1:]}: {exc.strerror}")
+                exits.fail("run", problem)
+        try:
+            payload = requests.parse_trigger(
+                text, max_bytes=settings.max_trigger_bytes, max_depth=settings.max_trigger_depth
+            )
+        except DwfError as exc:
+            exits.fail("run", exc)
     path = Path(target)
     definition = None
     if path.suffix in (".yaml", ".yml") or path.is_file():
         definition = _load_file(path)
-    document = _run_async(
+    document = exits.run(
+        "run",
         lambda: _run(
             settings,
             target=target,
@@ -82,19 +65,13 @@ def run(
             request_id=request_id,
             draft=draft,
             output=output,
-        )
+        ),
     )
     if output == "json":
         click.echo(json.dumps(document, indent=2, default=str))
     else:
         _print_summary(document)
-    sys.exit(EXIT_OK if document["status"] == "Succeeded" else EXIT_FINDINGS)
-
-
-async def _parse(requests: Any, text: str, settings: Any) -> dict[str, Any]:
-    return requests.parse_trigger(
-        text, max_bytes=settings.max_trigger_bytes, max_depth=settings.max_trigger_depth
-    )
+    sys.exit(exits.EXIT_OK if document["status"] == "Succeeded" else exits.EXIT_FAILED)
 
 
 def _load_file(path: Path) -> dict[str, Any]:
@@ -104,20 +81,21 @@ def _load_file(path: Path) -> dict[str, Any]:
     from runner.spec import loader
 
     if not path.is_file():
-        click.echo(f"dwf run: {path}: no such file", err=True)
-        sys.exit(EXIT_USAGE)
+        from runner.errors import UsageError
+
+        exits.fail("run", UsageError(f"{path}: no such file"))
     result = linter.lint_paths([path], jobs=1, across_files=False)
     if result.errors:
         text = report.render(
             "text", result.diagnostics, _SourceLines().line, files_checked=1, tool_version=""
         )
         click.echo(text, err=True)
-        sys.exit(EXIT_FINDINGS)
+        sys.exit(exits.EXIT_FAILED)
     return loader.load(loader.decode(str(path), path.read_bytes()).text)
 
 
 async def _run(
-    settings: Any,
+    settings: Settings,
     *,
     target: str,
     definition: dict[str, Any] | None,
@@ -127,29 +105,27 @@ async def _run(
     output: str,
 ) -> dict[str, Any]:
     from runner.cli import progress
-    from runner.engine.conductor import Conductor
+    from runner.daemon import Daemon
     from runner.engine.requests import StartRequest
     from runner.engine.summary import execution_document
     from runner.plan import compiler
     from runner.store import executions
-    from runner.store.database import Database
 
-    async with Database.open(settings) as db:
-        conductor = Conductor(db, settings)
+    view: Any = None
+    if output == "text":
+        if sys.stderr.isatty() and definition is not None:
+            nodes = [n.id for n in compiler.get_plan(definition).workflow.nodes]
+            view = progress.LiveProgress(nodes)
+        else:
+            view = progress.PlainProgress()
+    async with Daemon(settings, observer=view) as daemon:
         workflow_id, local = target, False
         if definition is not None:
-            version = await conductor.register(
-                definition, source_kind="local", source_path=str(Path(target).resolve())
-            )
+            version, _ = await daemon.versions.record(
+                definition, tenant=settings.tenant, source_kind="local",
+                source_path=str(Path(target).resolve()),
+            )  # fmt: skip
             workflow_id, local = version.workflow_id, True
-        view: Any = None
-        if output == "text":
-            if sys.stderr.isatty() and definition is not None:
-                nodes = [n.id for n in compiler.get_plan(definition).workflow.nodes]
-                view = progress.LiveProgress(nodes)
-            else:
-                view = progress.PlainProgress()
-            conductor.observer = view
         request = StartRequest(
             workflow_id=workflow_id,
             trigger=payload,
@@ -160,11 +136,11 @@ async def _run(
             any_status=local,
         )
         try:
-            row = await conductor.execute(request)
+            row = await daemon.execute(request)
         finally:
             if view is not None:
                 view.close()
-        async with db.connection() as conn:
+        async with daemon.db.connection() as conn:
             attempts = await executions.attempts(conn, row.execution_id)
         return execution_document(row, attempts)
 
@@ -194,14 +170,14 @@ def list_executions(
     workflow_id: str | None, status: str | None, limit: int, cursor: str | None, output: str
 ) -> None:
     """Executions, newest first."""
-    settings = _settings()
+    settings = exits.settings()
 
     async def fetch() -> tuple[list[Any], str | None]:
+        from runner.daemon import Daemon
         from runner.errors import InvalidRequest
         from runner.store import executions as store
-        from runner.store.database import Database
 
-        async with Database.open(settings) as db, db.connection() as conn:
+        async with Daemon(settings) as daemon, daemon.db.connection() as conn:
             try:
                 return await store.list_page(
                     conn, settings.tenant, workflow_id=workflow_id, status=status,
@@ -210,7 +186,7 @@ def list_executions(
             except ValueError as exc:
                 raise InvalidRequest(str(exc)) from exc
 
-    rows, next_cursor = _run_async(fetch)
+    rows, next_cursor = exits.run("executions list", fetch)
     if output == "json":
         from runner.engine.summary import listing_item
 
@@ -241,16 +217,16 @@ def list_executions(
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def show_execution(execution_id: uuid.UUID, output: str) -> None:
     """One execution with its nodes and attempts."""
-    settings = _settings()
+    settings = exits.settings()
 
     async def fetch() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from runner.daemon import Daemon
         from runner.engine.summary import attempt_document, execution_document
         from runner.errors import NotFound
         from runner.store import executions as store
         from runner.store import workflows
-        from runner.store.database import Database
 
-        async with Database.open(settings) as db, db.connection() as conn:
+        async with Daemon(settings) as daemon, daemon.db.connection() as conn:
             row = await store.get(conn, settings.tenant, execution_id)
             if row is None:
                 raise NotFound(f"execution {execution_id} does not exist")
@@ -261,7 +237,7 @@ def show_execution(execution_id: uuid.UUID, output: str) -> None:
         document = execution_document(row, attempts) | {"source": version.source}
         return document, [attempt_document(a) for a in attempts]
 
-    document, attempts = _run_async(fetch)
+    document, attempts = exits.run("executions show", fetch)
     if output == "json":
         click.echo(json.dumps(document | {"attempts": attempts}, indent=2, default=str))
         return
@@ -282,16 +258,15 @@ def show_execution(execution_id: uuid.UUID, output: str) -> None:
 @click.argument("execution_id", type=click.UUID)
 def cancel_execution(execution_id: uuid.UUID) -> None:
     """Ask an execution to end Cancelled."""
-    settings = _settings()
+    settings = exits.settings()
 
     async def cancel() -> Any:
-        from runner.engine.conductor import Conductor
-        from runner.store.database import Database
+        from runner.daemon import Daemon
 
-        async with Database.open(settings) as db:
-            return await Conductor(db, settings).cancel(settings.tenant, execution_id)
+        async with Daemon(settings) as daemon:
+            return await daemon.conductor.cancel(settings.tenant, execution_id)
 
-    row = _run_async(cancel)
+    row = exits.run("executions cancel", cancel)
     click.echo(f"execution {row.execution_id}: cancel requested")
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
+from runner.cli import exits
+
+if TYPE_CHECKING:
+    from runner.settings import Settings
+
+#: The roles a process can play (as `runner.daemon.ROLES`, kept here so `--help` imports nothing).
 ROLES = ("api", "worker", "sync", "scheduler")
 DEFAULT_HOST = "127.0.0.1"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _roles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -48,40 +53,14 @@ def serve(  # noqa: PLR0917 (click passes every option)
 
     Exit 0 after a clean stop, 1 when it cannot start, 2 when the database cannot be reached.
     """
-    from runner import logs
-    from runner.api import server
-    from runner.errors import DwfError, StoreError, UsageError
-    from runner.settings import Settings
-
-    try:
-        settings = Settings.from_env(
-            port=port, sync_repo=repo, sync_branch=branch, sync_path=folder, sync_interval=interval
-        )
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from exc
+    settings = exits.settings(
+        "info", port=port, sync_repo=repo, sync_branch=branch, sync_path=folder,
+        sync_interval=interval,
+    )  # fmt: skip
     if "sync" in roles and not settings.sync_repo:
         raise click.UsageError("the sync role needs a repository: --repo URL|PATH or DWF_SYNC_REPO")
-    logs.configure(settings.log_format, "info")
-    try:
-        if "api" in roles:
-            started = asyncio.run(
-                server.serve(
-                    settings,
-                    host,
-                    worker="worker" in roles,
-                    sync="sync" in roles,
-                    scheduler="scheduler" in roles,
-                )
-            )
-        else:
-            started = asyncio.run(_work(settings, roles))
-    except StoreError as exc:
-        click.echo(f"dwf serve: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except DwfError as exc:
-        click.echo(f"dwf serve: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    sys.exit(EXIT_OK if started else EXIT_FAILED)
+    started = exits.run("serve", lambda: _serve(settings, roles, host))
+    sys.exit(exits.EXIT_OK if started else exits.EXIT_FAILED)
 
 
 @click.command()
@@ -90,49 +69,16 @@ def worker() -> None:
 
     Exit 0 after a clean stop, 2 when the database cannot be reached.
     """
-    from runner import logs
-    from runner.errors import StoreError
-    from runner.settings import Settings
-
-    settings = Settings.from_env()
-    logs.configure(settings.log_format, "info")
-    try:
-        asyncio.run(_work(settings))
-    except StoreError as exc:
-        click.echo(f"dwf worker: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    sys.exit(EXIT_OK)
+    settings = exits.settings("info")
+    exits.run("worker", lambda: _serve(settings, ("worker",), DEFAULT_HOST))
+    sys.exit(exits.EXIT_OK)
 
 
-async def _work(settings: object, roles: tuple[str, ...] = ("worker",)) -> bool:
-    """The roles but the API (worker, sync, scheduler) in this process until SIGTERM or SIGINT."""
-    import signal
+async def _serve(settings: Settings, roles: tuple[str, ...], host: str) -> bool:
+    from runner.daemon import Daemon
 
-    from runner.engine.conductor import Conductor
-    from runner.engine.worker import Worker
-    from runner.store import catalog
-    from runner.store.database import Database
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with Database.open(settings) as db:  # type: ignore[arg-type]
-        await catalog.publish_registry(db)  # SPEC §10: the catalog is written at start
-        jobs = []
-        if "sync" in roles:
-            from runner.sync.apply import syncer_for
-
-            jobs.append(syncer_for(db, settings).run(stop))  # type: ignore[arg-type]
-        if "worker" in roles:
-            jobs.append(Worker(Conductor(db, settings), settings).run(stop))  # type: ignore[arg-type]
-        if "scheduler" in roles:
-            from runner.triggers.scheduler import Scheduler
-
-            scheduler = Scheduler(db, Conductor(db, settings), settings)  # type: ignore[arg-type]
-            jobs.append(scheduler.run(stop))
-        await asyncio.gather(*jobs)
-    return True
+    async with Daemon(settings) as daemon:
+        return await daemon.serve(roles, host)
 
 
 COMMANDS = (serve, worker)

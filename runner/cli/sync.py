@@ -6,27 +6,18 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from runner.cli.definitions import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from runner.cli import exits
+
+if TYPE_CHECKING:
+    from runner.settings import Settings
+    from runner.store.sync import SyncRunRow
 
 #: `dwf plan --detailed-exitcode`: no change, changes, errors (as terraform plan).
 PLAN_NO_CHANGE, PLAN_ERRORS, PLAN_CHANGES = 0, 1, 2
-
-
-def _settings(**overrides: object) -> Any:
-    from runner import logs
-    from runner.errors import UsageError
-    from runner.settings import Settings
-
-    try:
-        settings = Settings.from_env(**overrides)
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from exc
-    logs.configure(settings.log_format, level="warning")
-    return settings
 
 
 @click.command()
@@ -51,20 +42,11 @@ def sync(
     sync failed or was refused (the mass-delete guard); 2 on a usage error or when the database
     cannot be reached.
     """
-    import asyncio
-
-    from runner.errors import SourceError, StoreError
-
-    settings = _settings(sync_repo=repo, sync_branch=branch, sync_path=folder)
+    settings = exits.settings(sync_repo=repo, sync_branch=branch, sync_path=folder)
     if not settings.sync_repo:
         raise click.UsageError("no repository: pass --repo URL|PATH or set DWF_SYNC_REPO")
-    try:
-        run = asyncio.run(_sync(settings, allow_mass_delete))
-    except SourceError as exc:  # a bad --branch or --path, before anything ran
-        raise click.UsageError(str(exc)) from exc
-    except StoreError as exc:
-        click.echo(f"dwf sync: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    # A bad --branch or --path fails before anything ran: SourceError, exit 2.
+    run = exits.run("sync", lambda: _sync(settings, allow_mass_delete))
     if output == "json":
         from runner.sync.apply import run_document
 
@@ -72,17 +54,16 @@ def sync(
     else:
         _print_run(run)
     failed = run.status in ("failed", "refused") or run.summary.get("invalid", 0) > 0
-    sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
+    sys.exit(exits.EXIT_FAILED if failed else exits.EXIT_OK)
 
 
-async def _sync(settings: Any, allow_mass_delete: bool | None) -> Any:
-    from runner.store.database import Database
-    from runner.sync.apply import syncer_for
+async def _sync(settings: Settings, allow_mass_delete: bool | None) -> SyncRunRow:
+    from runner.daemon import Daemon
 
-    async with Database.open(settings) as db:
-        return await syncer_for(db, settings).sync(
-            "cli", wait=True, allow_mass_delete=allow_mass_delete
-        )
+    async with Daemon(settings) as daemon:
+        run = await daemon.syncer().sync("cli", wait=True, allow_mass_delete=allow_mass_delete)
+    assert run is not None  # with wait=True it waits for the lock, then syncs
+    return run
 
 
 def _print_run(run: Any) -> None:
@@ -139,14 +120,16 @@ def plan(  # noqa: PLR0917 (click passes every option)
 
     from runner.errors import DwfError
 
-    usage_exit = PLAN_ERRORS if detailed_exitcode else EXIT_USAGE
-    settings = _settings(sync_path=folder)
+    settings = exits.settings(sync_path=folder)
     moment = datetime.now(UTC) if now is None else now if now.tzinfo else now.replace(tzinfo=UTC)
     try:
         document = asyncio.run(_plan(settings, root, moment, allow_mass_delete))
     except DwfError as exc:
+        if not detailed_exitcode:
+            exits.fail("plan", exc)
+        # --detailed-exitcode keeps 2 for "changes": any error is 1 there.
         click.echo(f"dwf plan: {exc}", err=True)
-        sys.exit(usage_exit)
+        sys.exit(PLAN_ERRORS)
     from runner.sync import plan as plans
 
     render = {"text": plans.render_text, "markdown": plans.render_markdown}.get(
@@ -161,19 +144,21 @@ def plan(  # noqa: PLR0917 (click passes every option)
 
 
 async def _plan(
-    settings: Any, root: Path, now: datetime, allow_mass_delete: bool | None
+    settings: Settings, root: Path, now: datetime, allow_mass_delete: bool | None
 ) -> dict[str, Any]:
     import asyncio
 
-    from runner.store.database import Database
+    from runner.daemon import Daemon
     from runner.sync import apply, check, source
     from runner.sync import plan as plans
 
     files, raw = source.folder_files(root, settings.sync_path)
     checked = await asyncio.to_thread(check.check, files, lambda blobs: {b: raw[b] for b in blobs})
     allow = settings.sync_allow_mass_delete if allow_mass_delete is None else allow_mass_delete
-    async with Database.open(settings) as db:
-        changes, previous = await apply.preview(db, settings, checked, allow_mass_delete=allow)
+    async with Daemon(settings) as daemon:
+        changes, previous = await apply.preview(
+            daemon.db, settings, checked, allow_mass_delete=allow
+        )
     return plans.build(changes, previous, now=now)
 
 

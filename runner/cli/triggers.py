@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from runner.cli.executions import _run_async, _settings
+from runner.cli import exits
 
 
 @click.group()
@@ -20,16 +20,16 @@ def triggers() -> None:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_triggers(workflow_id: str, output: str) -> None:
     """The workflow's triggers: status, next fire times (schedules), URL (webhooks), last fire."""
-    settings = _settings()
+    settings = exits.settings()
 
     async def fetch() -> dict[str, Any]:
-        from runner.store.database import Database
+        from runner.daemon import Daemon
         from runner.triggers import documents
 
-        async with Database.open(settings) as db, db.connection() as conn:
+        async with Daemon(settings) as daemon, daemon.db.connection() as conn:
             return await documents.describe(conn, settings.tenant, workflow_id)
 
-    listing = _run_async(fetch)
+    listing = exits.run("triggers list", fetch)
     if output == "json":
         click.echo(json.dumps(listing, indent=2))
         return
@@ -63,16 +63,16 @@ def history(
 ) -> None:
     """The fire log, newest first: every fire, skip (overlap, activation condition), miss (late,
     not caught up) and failure, with its reason."""
-    settings = _settings()
+    settings = exits.settings()
 
     async def fetch() -> list[dict[str, Any]]:
+        from runner.daemon import Daemon
         from runner.errors import NotFound
         from runner.store import triggers as store
         from runner.store import workflows
-        from runner.store.database import Database
         from runner.triggers import documents
 
-        async with Database.open(settings) as db, db.connection() as conn:
+        async with Daemon(settings) as daemon, daemon.db.connection() as conn:
             if await workflows.get(conn, settings.tenant, workflow_id) is None:
                 raise NotFound(f"workflow {workflow_id!r} does not exist")
             rows = await store.history(
@@ -81,7 +81,7 @@ def history(
             )  # fmt: skip
             return [documents.fire_document(r) for r in rows]
 
-    fires = _run_async(fetch)
+    fires = exits.run("triggers history", fetch)
     if output == "json":
         click.echo(json.dumps({"items": fires}, indent=2))
         return

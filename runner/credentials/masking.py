@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -100,8 +100,11 @@ mask = MASKER.mask
 mask_text = MASKER.mask_text
 
 
-def mask_log_event(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def mask_log_event(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """A structlog processor: mask secrets in every value of a log line."""
     if MASKER.pattern is None:
         return event
-    return _masked(event, MASKER.pattern)
+    masked: MutableMapping[str, Any] = _masked(event, MASKER.pattern)
+    return masked

@@ -8,8 +8,7 @@ in the same transaction that starts the next nodes.
 
 from __future__ import annotations
 
-import asyncio
-import json
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,13 +22,14 @@ from tenacity import (
     wait_fixed,
 )
 
-from runner.actions.base import Action, ActionContext, ActionResult, ResourceLink
+from runner.actions.base import ActionContext, ActionResult, ResourceLink
+from runner.actions.calls import ActionCall
 from runner.errors import TemplateRenderError
-from runner.spec.durations import format_duration
 from runner.spec.model import Node
 from runner.store.batch import Batch
 
-NodeStatus = Literal["Succeeded", "Failed", "Cancelled"]
+#: How a node ended after its attempts (a cancelled one has no result: its task gives None).
+NodeStatus = Literal["Succeeded", "Failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +44,8 @@ class NodeResult:
     reused: bool = False
 
 
-def error_dict(node_id: str, error_type: str, message: str) -> dict[str, str]:
-    """The `error` of SPEC §4's scope: {type, message, nodeId}."""
+def error_dict(error_type: str, message: str, node_id: str | None = None) -> dict[str, Any]:
+    """The `error` of SPEC §4's scope: {type, message, nodeId} (None: the execution's own)."""
     return {"type": error_type, "message": message, "nodeId": node_id}
 
 
@@ -56,18 +56,15 @@ class NodeAttempts:
         self,
         *,
         node: Node,
-        action: Action,
+        call: ActionCall,
         context: ActionContext,
-        timeout: float,
         render: Callable[[], Any],
         new_batch: Callable[[], Batch],
         commit: Callable[[Batch], Awaitable[None]],
-        validate: Callable[[Any], str | None],
         first_attempt: int = 1,
     ) -> None:
-        self.node, self.action, self.context, self.timeout = node, action, context, timeout
+        self.node, self.call, self.context = node, call, context
         self.render, self.new_batch, self.commit = render, new_batch, commit
-        self.validate = validate
         # A resumed node goes on numbering from its interrupted attempt, with a fresh budget.
         self.first_attempt = first_attempt
         self.attempt = first_attempt - 1
@@ -83,8 +80,8 @@ class NodeAttempts:
                 problem = await self._start_retry(state)
                 if problem is not None:
                     return problem
-            # Masked where it comes from: what the engine keeps and what it stores agree.
-            return (await self._execute(state["parameters"])).masked()
+            context = dataclasses.replace(self.context, attempt=self.attempt)
+            return await self.call(context, state["parameters"])
 
         if policy.max_attempts <= 1:  # nothing to retry: no tenacity machinery per node
             return self._final(await once(), policy.max_attempts)
@@ -113,7 +110,7 @@ class NodeAttempts:
             try:
                 state["parameters"] = self.render()
             except TemplateRenderError as exc:
-                error = error_dict(self.node.id, "TemplateError", str(exc))
+                error = error_dict("TemplateError", str(exc), self.node.id)
                 batch.record_attempt(
                     self.node.id, self.attempt, self.node.action_type, "Failed", error=error
                 )
@@ -124,38 +121,14 @@ class NodeAttempts:
         return None
 
     async def _record_retry(self, retry_state: RetryCallState) -> None:
-        result: ActionResult = retry_state.outcome.result()  # type: ignore[union-attr]
+        result: ActionResult = retry_state.outcome.result()  # type: ignore[union-attr]  # set before sleeping
         assert result.error is not None
         batch = self.new_batch()
-        error = error_dict(self.node.id, result.error.type, result.error.message)
+        error = error_dict(result.error.type, result.error.message, self.node.id)
         batch.finish_attempt(self.node.id, self.attempt, "RetriableFailure", error=error)
         delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
         batch.event("NodeRetrying", self.node.id, self.attempt, delaySeconds=delay, error=error)
         await self.commit(batch)
-
-    async def _execute(self, parameters: Any) -> ActionResult:
-        problem = self.validate(parameters)
-        if problem is not None:
-            return ActionResult.failed("InvalidParameters", problem)
-        context = ActionContext(
-            execution_id=self.context.execution_id,
-            workflow_id=self.context.workflow_id,
-            node_id=self.node.id,
-            attempt=self.attempt,
-            correlation_id=self.context.correlation_id,
-            shared=self.context.shared,
-        )
-        try:
-            async with asyncio.timeout(self.timeout):
-                result = await self.action.execute(context, parameters)
-        except TimeoutError:
-            limit = format_duration(self.timeout)
-            return ActionResult.failed(
-                "Timeout", f"attempt {self.attempt} timed out after {limit}", transient=True
-            )
-        except (Exception, SystemExit) as exc:  # an action's bug fails its node, never the process
-            return ActionResult.failed(type(exc).__name__, str(exc) or type(exc).__name__)
-        return _checked(result)
 
     def _final(self, result: ActionResult, max_attempts: int) -> NodeResult:
         if result.status == "Succeeded":
@@ -168,7 +141,7 @@ class NodeAttempts:
         if result.status == "RetriableFailure" and max_attempts > 1:
             message = f"gave up after {tried} attempts: {message}"
         return NodeResult(
-            "Failed", self.attempt, {}, error_dict(self.node.id, result.error.type, message)
+            "Failed", self.attempt, {}, error_dict(result.error.type, message, self.node.id)
         )
 
 
@@ -186,20 +159,3 @@ def _honouring_retry_after(policy_wait: Callable[[RetryCallState], float]) -> An
         return max(delay, min(asked, MAX_RETRY_AFTER_SECONDS)) if asked else delay
 
     return wait
-
-
-def _checked(result: Any) -> ActionResult:
-    """An action's result, or a Failed one saying why it cannot be accepted."""
-    if not isinstance(result, ActionResult):
-        return ActionResult.failed(
-            "InvalidResult", f"the action returned {type(result).__name__}, not an ActionResult"
-        )
-    if result.status not in ("Succeeded", "Failed", "RetriableFailure"):
-        return ActionResult.failed("InvalidResult", f"unknown status {result.status!r}")
-    if result.status != "Succeeded" and result.error is None:
-        return ActionResult.failed("InvalidResult", "a failed result must carry an error")
-    try:
-        json.dumps(dict(result.outputs), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return ActionResult.failed("InvalidResult", f"the outputs are not JSON data: {exc}")
-    return result

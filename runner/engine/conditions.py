@@ -13,9 +13,8 @@ from typing import Any
 
 import quickjs
 
-from runner import settings
 from runner.errors import ConditionError
-from runner.spec import conditions
+from runner.spec import conditions, limits
 
 
 def evaluate(
@@ -23,8 +22,8 @@ def evaluate(
     scope: Mapping[str, Any],
     *,
     where: str,
-    time_limit: float = settings.DEFAULT_CONDITION_TIME_LIMIT_SECONDS,
-    memory_limit: int = settings.DEFAULT_CONDITION_MEMORY_LIMIT_BYTES,
+    time_limit: float = limits.DEFAULT_CONDITION_TIME_LIMIT_SECONDS,
+    memory_limit: int = limits.DEFAULT_CONDITION_MEMORY_LIMIT_BYTES,
 ) -> bool:
     """Run a condition over `scope` (trigger, event, vars, nodes, execution, result): true or false.
 

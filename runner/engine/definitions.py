@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import structlog
 
+from runner import versions
 from runner.errors import PlanError
 from runner.plan import cache, compiler
 from runner.plan.compiler import Plan
@@ -16,7 +17,7 @@ from runner.store import workflows
 from runner.store.database import Connection, Database
 from runner.store.workflows import DefinitionRow
 
-_log = structlog.get_logger("runner.engine")
+_log = structlog.get_logger(__name__)
 
 #: Versions kept in memory per process.
 DEFINITION_CACHE_SIZE = 1024
@@ -67,13 +68,6 @@ class Definitions:
                     )
             if plan is None:
                 plan = compiler.compile_plan(definition.definition)
-                await workflows.put_plan(
-                    conn,
-                    definition.tenant,
-                    plan.checksum,
-                    plan.compiler_version,
-                    plan.to_json(),
-                    replace=damaged,
-                )
+                await versions.store_plan(conn, definition.tenant, plan, replace=damaged)
         compiler.remember(plan)
         return plan

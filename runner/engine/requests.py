@@ -6,13 +6,18 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from runner.errors import InvalidRequest
 from runner.settings import DEFAULT_MAX_TRIGGER_BYTES, DEFAULT_MAX_TRIGGER_DEPTH
 
 TriggerType = Literal["manual", "api", "schedule", "webhook", "subworkflow"]
+
+#: Request headers never shown to expressions (`event.headers`): they carry credentials.
+SECRET_HEADERS = frozenset(
+    {"authorization", "cookie", "x-hub-signature", "x-hub-signature-256", "x-slack-signature"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,30 @@ class StartRequest:
     depth: int = 0
     #: `event.firedAt`; a schedule gives its scheduled time (default: now).
     fired_at: datetime | None = None
+
+
+def visible_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as expressions see them (`event.headers`): lower-cased, credentials left out."""
+    lowered = ((k.lower(), v) for k, v in headers.items())
+    return {k: v for k, v in lowered if k not in SECRET_HEADERS}
+
+
+def event_scope(
+    trigger_type: str,
+    trigger_id: str | None,
+    *,
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    fired_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The `event` of SPEC §4's expression scope: {type, triggerId, firedAt, headers, query}."""
+    return {
+        "type": trigger_type,
+        "triggerId": trigger_id,
+        "firedAt": (fired_at or datetime.now(UTC)).isoformat(),
+        "headers": visible_headers(headers),
+        "query": dict(query),
+    }
 
 
 def check_trigger(

@@ -17,63 +17,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
-from runner.actions import registry
-from runner.actions import services as action_services
-from runner.actions.base import Action, ActionContext
-from runner.engine import conditions, templates
+from runner.actions import calls, registry
+from runner.actions.base import ActionContext
+from runner.actions.calls import Wrapper
+from runner.actions.services import ActionServices
+from runner.engine import idempotency, subworkflows
 from runner.engine.attempts import NodeAttempts, NodeResult, error_dict
 from runner.engine.record import Recorded
+from runner.engine.scope import ExecutionScope
+from runner.engine.signals import PARKED, RELEASED, Observer, Signals
 from runner.engine.state import ExecutionState, Step
-from runner.errors import ConditionError, DwfError, TemplateRenderError
+from runner.errors import ConditionError, TemplateRenderError
 from runner.plan.compiler import Plan, Route
 from runner.settings import Settings
 from runner.spec.durations import format_duration
 from runner.spec.model import Node
 from runner.store import batch as batch_store
-from runner.store import executions
 from runner.store.batch import Batch
 from runner.store.database import Database
-from runner.store.executions import TERMINAL, ExecutionRow
+from runner.store.executions import ExecutionRow
 
-#: Called with (event kind, node id or None, details) as the execution progresses (`dwf run`).
-Observer = Callable[[str, str | None, Mapping[str, Any]], None]
-PARKED, RELEASED = "Parked", "Released"
-_SYSTEM = "dataworkflows"  # the `system` of links that only remember an idempotent node's outputs
-
-
-class Children(Protocol):
-    """What a run needs to start and cancel subworkflow executions (the Conductor)."""
-
-    async def start_child(
-        self, parent: ExecutionRow, node: Node, parameters: Mapping[str, Any]
-    ) -> ExecutionRow: ...
-
-    async def cancel(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow: ...
-
-
-@dataclass(slots=True)
-class Signals:
-    """How the outside reaches a running execution: cancel it, wake it, drain it."""
-
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)  # a child it waits for ended
-    drain: asyncio.Event = field(default_factory=asyncio.Event)  # finish running nodes, stop
-
-
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    """A subworkflow node's task result: the child runs on its own; wait for it to end."""
-
-    child: ExecutionRow
+#: How a node's task ends: its result, a child to wait for, or None (cancelled).
+_Ended = NodeResult | subworkflows.Waiting | None
 
 
 class ExecutionRun:
@@ -87,25 +59,27 @@ class ExecutionRun:
         settings: Settings,
         *,
         signals: Signals,
+        services: ActionServices,
+        wrappers: Sequence[Wrapper] = (),
         lease_owner: str | None = None,
         record: Recorded | None = None,
         observer: Observer | None = None,
-        children: Children | None = None,
+        children: subworkflows.Children | None = None,
         node_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.db, self.row, self.plan, self.settings = db, row, plan, settings
         self.workflow = plan.workflow
         self.signals, self.lease_owner, self.record = signals, lease_owner, record
+        self.services, self.wrappers = services, wrappers
         self.observer, self.children = observer, children
         self.node_slots = node_slots or asyncio.Semaphore(10_000)
         self.state = ExecutionState(plan)
-        self.done: asyncio.Queue[tuple[str, NodeResult | _Waiting | None]] = asyncio.Queue()
+        self.done: asyncio.Queue[tuple[str, _Ended]] = asyncio.Queue()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.waiting: deque[str] = deque()
         self.to_spawn: list[tuple[str, Any]] = []
         self.attempt_of: dict[str, int] = {}
         self.awaiting: dict[str, ExecutionRow] = {}  # subworkflow node -> child it waits for
-        self.nodes: dict[str, dict[str, Any]] = {}
         self.limit = self.workflow.options.max_parallel_actions or settings.max_parallel_actions
         self.keys: dict[str, Any] = {}
         self.error: dict[str, Any] | None = None
@@ -113,24 +87,13 @@ class ExecutionRun:
         self.stopping = False  # cancelled or timed out: only wait for running nodes to end
         self.draining = False
         self.commit_lock = asyncio.Lock()
-        self.log = structlog.get_logger("runner.engine").bind(
+        self.log = structlog.get_logger(__name__).bind(
             executionId=str(row.execution_id),
             workflowId=row.workflow_id,
             version=row.workflow_version,
             correlationId=row.correlation_id,
         )
-        self.execution_scope: dict[str, Any] = {
-            "id": str(row.execution_id),
-            "workflowId": row.workflow_id,
-            "workflowVersion": row.workflow_version,
-            "requestId": row.request_id,
-            "correlationId": row.correlation_id,
-            "principal": row.principal,
-            "tenant": row.tenant,
-            "startedAt": row.started_at.isoformat() if row.started_at else None,
-            "error": None,
-        }
-        self.vars: Any = row.vars if row.vars is not None else {}
+        self.scope = ExecutionScope(row, settings, services.secrets)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -161,20 +124,18 @@ class ExecutionRun:
         return self.outcome
 
     def begin(self, batch: Batch) -> None:
-        scope = {"trigger": self.row.trigger_payload, "event": self.row.event}
-        scope["execution"] = self.execution_scope
         try:
-            self.vars = self.render(self.workflow.vars, scope, "workflow vars", "vars")
+            variables = self.scope.render_vars(self.workflow.vars)
         except TemplateRenderError as exc:
-            self.error = {"type": "TemplateError", "message": str(exc), "nodeId": None}
+            self.error = error_dict("TemplateError", str(exc))
             self.outcome = "Failed"
             batch.finish_execution(
                 "Failed", error=self.error, parent_execution_id=self.row.parent_execution_id
             )
             self.notify("ExecutionFailed", None, {"error": self.error})
             return
-        batch.start_execution(self.vars)
-        self.execution_scope["startedAt"] = datetime.now(UTC).isoformat()
+        batch.start_execution(variables)
+        self.scope.execution["startedAt"] = datetime.now(UTC).isoformat()
         self.log.info("execution started")
         self.notify("ExecutionStarted", None, {})
         self.advance(self.state.begin(), batch)
@@ -187,12 +148,12 @@ class ExecutionRun:
             self.plan, record.finished, record.decisions, failed=record.failed, cancelled=cancelled
         )
         self.stopping = record.failed is not None or cancelled
-        self.nodes = dict(record.entries)
+        self.scope.restore(record.entries)
         if self.state.unhandled is not None:
-            self.error = dict(self.nodes.get(self.state.unhandled, {}).get("error") or {})
-            self.execution_scope["error"] = self.error
+            self.error = dict(self.scope.nodes.get(self.state.unhandled, {}).get("error") or {})
+            self.scope.execution["error"] = self.error
         elif record.failed is not None:
-            self.error = {"type": "Failed", "message": record.failed, "nodeId": None}
+            self.error = error_dict("Failed", record.failed)
         self.log.info("execution resumed", inFlight=sorted(record.in_flight))
         batch.event("ExecutionResumed", inFlight=sorted(record.in_flight))
         for node_id, attempt in record.in_flight.items():
@@ -205,7 +166,7 @@ class ExecutionRun:
                 self.awaiting[node_id] = child
             elif node_id in step.start:
                 # Interrupted with its worker: it is attempted again, as its next attempt.
-                lost = {"type": "WorkerLost", "message": "the worker running this attempt stopped"}
+                lost = error_dict("WorkerLost", "the worker running this attempt stopped")
                 batch.finish_attempt(node_id, attempt, "RetriableFailure", error=lost)
         step = Step(
             start=tuple(n for n in step.start if n not in self.awaiting),
@@ -273,7 +234,7 @@ class ExecutionRun:
             self.waiting.clear()
             limit = format_duration(self.workflow.options.timeout or 0)
             message = f"execution exceeded its timeout of {limit}"
-            self.error = {"type": "Timeout", "message": message, "nodeId": None}
+            self.error = error_dict("Timeout", message)
             batch.event("ExecutionStopping", reason=message)
             self.advance(self.state.fail(message), batch)
 
@@ -284,7 +245,7 @@ class ExecutionRun:
             return None
         started = self.row.started_at or datetime.now(UTC)
         if self.row.status == "Pending":
-            started = datetime.fromisoformat(self.execution_scope["startedAt"])
+            started = datetime.fromisoformat(self.scope.execution["startedAt"])
         return max(timeout - (datetime.now(UTC) - started).total_seconds(), 0.0)
 
     def stop_for_cancel(self, batch: Batch) -> None:
@@ -294,11 +255,11 @@ class ExecutionRun:
         batch.event("ExecutionCancelling")
         self.advance(self.state.cancel(), batch)
 
-    def finish_node(self, node_id: str, result: NodeResult | _Waiting | None, batch: Batch) -> None:
+    def finish_node(self, node_id: str, result: _Ended, batch: Batch) -> None:
         """Record a node's end, route from it, and start what became ready."""
         attempt = self.attempt_of[node_id]
         node = self.workflow.node(node_id)
-        if isinstance(result, _Waiting):
+        if isinstance(result, subworkflows.Waiting):
             self.awaiting[node_id] = result.child
             batch.event("NodeWaiting", node_id, attempt, child=str(result.child.execution_id))
             return
@@ -316,15 +277,15 @@ class ExecutionRun:
             "error": result.error,
             "attempts": result.attempt,
         }
-        self.nodes[node_id] = entry
+        self.scope.nodes[node_id] = entry
         if result.status == "Succeeded" and node.idempotency_key is not None and not result.reused:
-            self.remember(node_id, attempt, result, batch)
+            idempotency.remember(batch, self.row, node_id, result, self.keys.get(node_id))
         try:
             step = self.state.node_finished(
-                node_id, result.status, functools.partial(self.holds, entry)
+                node_id, result.status, functools.partial(self.scope.holds, entry)
             )
         except ConditionError as exc:
-            self.error = error_dict(node_id, "ConditionError", str(exc))
+            self.error = error_dict("ConditionError", str(exc), node_id)
             self.waiting.clear()
             self.stopping = True
             batch.event("ExecutionStopping", reason=str(exc))
@@ -344,8 +305,8 @@ class ExecutionRun:
         log("node finished", nodeId=node_id, attempt=attempt, status=result.status)
         self.notify(f"Node{result.status}", node_id, entry)
         if self.state.unhandled == node_id:
-            self.error = dict(result.error or error_dict(node_id, "Failed", "node failed"))
-            self.execution_scope["error"] = self.error
+            self.error = dict(result.error or error_dict("Failed", "node failed", node_id))
+            self.scope.execution["error"] = self.error
             self.waiting.clear()  # fail fast: ready nodes that have not started never will
         self.advance(step, batch)
 
@@ -392,16 +353,15 @@ class ExecutionRun:
         node = self.workflow.node(node_id)
         attempt = self.attempt_of.get(node_id, 0) + 1
         self.attempt_of[node_id] = attempt
-        scope = self.scope()
+        names = self.scope.names()
+        where = f"node `{node_id}`"
         try:
-            params = self.render(node.parameters, scope, f"node `{node_id}`", "parameters")
+            params = self.scope.render(node.parameters, where, "parameters", names)
             key = None
             if node.idempotency_key is not None:
-                key = self.render(
-                    node.idempotency_key, scope, f"node `{node_id}`", "idempotencyKey"
-                )
+                key = self.scope.render(node.idempotency_key, where, "idempotencyKey", names)
         except TemplateRenderError as exc:
-            error = error_dict(node_id, "TemplateError", str(exc))
+            error = error_dict("TemplateError", str(exc), node_id)
             batch.record_attempt(node_id, attempt, node.action_type, "Failed", error=error)
             self.notify("NodeStarted", node_id, {"attempt": attempt})
             return NodeResult("Failed", attempt, {}, error)
@@ -420,41 +380,43 @@ class ExecutionRun:
     async def run_node(self, node_id: str, params: Any) -> None:
         node = self.workflow.node(node_id)
         key = self.keys.get(node_id)
-        result: NodeResult | _Waiting | None
+        result: _Ended
         try:
-            if key is not None and (reused := await self.reusable(node_id, key)) is not None:
+            if key is not None and (reused := await self.reuse(node_id, key)) is not None:
                 result = reused
             elif node.node_type == "subworkflow":
-                result = await self.start_subworkflow(node, params)
+                if self.children is None:
+                    raise RuntimeError("subworkflows need a conductor")
+                result = await subworkflows.start(
+                    self.children, self.row, node, params, attempt=self.attempt_of[node_id],
+                    limit=self.workflow.options.max_nesting_depth,
+                )  # fmt: skip
             else:
                 async with self.node_slots:
                     result = await self.run_action(node, params)
         except asyncio.CancelledError:
             result = None
         except Exception as exc:  # the registry or the database failed: the node fails, not us
-            error = error_dict(node_id, type(exc).__name__, str(exc))
+            error = error_dict(type(exc).__name__, str(exc), node_id)
             result = NodeResult("Failed", self.attempt_of[node_id], {}, error)
         await self.done.put((node_id, result))
 
     async def run_action(self, node: Node, params: Any) -> NodeResult:
-        action_cls = registry.get(node.action_type or "")
+        options, row = self.workflow.options, self.row
+        timeout = node.timeout or options.default_action_timeout or self.settings.action_timeout
+        context = ActionContext(
+            str(row.execution_id), row.workflow_id, node.id,
+            correlation_id=row.correlation_id, services=self.services,
+        )  # fmt: skip
         runner = NodeAttempts(
             node=node,
-            action=action_cls(),
-            context=ActionContext(
-                execution_id=str(self.row.execution_id),
-                workflow_id=self.row.workflow_id,
-                node_id=node.id,
-                correlation_id=self.row.correlation_id,
-                shared=action_services.for_settings(self.settings),
+            call=calls.for_action(registry.get(node.action_type or ""), timeout, self.wrappers),
+            context=context,
+            render=functools.partial(
+                self.scope.render, node.parameters, f"node `{node.id}`", "parameters"
             ),
-            timeout=node.timeout
-            or self.workflow.options.default_action_timeout
-            or self.settings.action_timeout,
-            render=functools.partial(self.render_parameters, node.id),
             new_batch=self.batch,
             commit=self.commit,
-            validate=functools.partial(_validate, action_cls),
             first_attempt=self.attempt_of[node.id],
         )
         try:
@@ -464,150 +426,33 @@ class ExecutionRun:
 
     # -- subworkflows ---------------------------------------------------------------------------
 
-    async def start_subworkflow(self, node: Node, params: Any) -> NodeResult | _Waiting:
-        """Start (or find again) the child; waiting for it does not hold this worker."""
-        if self.children is None:
-            raise RuntimeError("subworkflows need a conductor")
-        attempt = self.attempt_of[node.id]
-        depth, limit = self.row.depth + 1, self.workflow.options.max_nesting_depth
-        if depth > limit:
-            message = (
-                f"subworkflow `{node.workflow_id}` would nest {depth} deep; the limit is {limit}"
-            )
-            return NodeResult("Failed", attempt, {}, error_dict(node.id, "NestingTooDeep", message))
-        try:
-            child = await self.children.start_child(self.row, node, params)
-        except DwfError as exc:
-            error = error_dict(node.id, type(exc).__name__, str(exc))
-            return NodeResult("Failed", attempt, {}, error)
-        if not node.wait_for_completion:
-            return NodeResult("Succeeded", attempt, {"executionId": str(child.execution_id)})
-        if child.status in TERMINAL:
-            return self.child_result(node.id, child)
-        return _Waiting(child)
-
     async def collect_children(self, batch: Batch) -> bool:
         """Finish the subworkflow nodes whose child ended; True if any did."""
         if not self.awaiting:
             return False
-        async with self.db.connection() as conn:
-            ended = await executions.ended(conn, [c.execution_id for c in self.awaiting.values()])
-        by_id = {row.execution_id: row for row in ended}
-        finished = False
-        for node_id, child in list(self.awaiting.items()):
-            final = by_id.get(child.execution_id)
-            if final is not None:
-                del self.awaiting[node_id]
-                self.finish_node(node_id, self.child_result(node_id, final), batch)
-                finished = True
-        return finished
-
-    def child_result(self, node_id: str, child: ExecutionRow) -> NodeResult:
-        node = self.workflow.node(node_id)
-        child_id = str(child.execution_id)
-        outputs = {"executionId": child_id, "status": child.status, "outputs": child.outputs}
-        attempt = self.attempt_of[node_id]
-        if child.status == "Succeeded":
-            return NodeResult("Succeeded", attempt, outputs)
-        cause = (child.error or {}).get("message", child.status)
-        message = f"subworkflow `{node.workflow_id}` ({child_id}) ended {child.status}: {cause}"
-        return NodeResult(
-            "Failed", attempt, outputs, error_dict(node_id, "SubworkflowFailed", message)
-        )
+        ended = await subworkflows.ended(self.db, self.awaiting)
+        for node_id, final in ended.items():
+            del self.awaiting[node_id]
+            node, attempt = self.workflow.node(node_id), self.attempt_of[node_id]
+            self.finish_node(node_id, subworkflows.result(node, final, attempt), batch)
+        return bool(ended)
 
     def cancel_child(self, child: ExecutionRow) -> None:
         """Cancel a child this execution no longer waits for (it cancels its own children)."""
-        if self.children is None:
-            return
-
-        async def cancel() -> None:
-            with contextlib.suppress(DwfError):
-                await self.children.cancel(child.tenant, child.execution_id)  # type: ignore[union-attr]
-
-        task = asyncio.create_task(cancel())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-    # -- expressions ----------------------------------------------------------------------------
-
-    def scope(self) -> dict[str, Any]:
-        return {
-            "trigger": self.row.trigger_payload,
-            "event": self.row.event,
-            "vars": self.vars,
-            "nodes": self.nodes,
-            "execution": self.execution_scope,
-        }
-
-    def render(self, value: Any, scope: Mapping[str, Any], where: str, path: str) -> Any:
-        """Render templates in `value` under the server's size cap."""
-        return templates.render_value(
-            value,
-            scope,
-            where=where,
-            path=path,
-            max_bytes=self.settings.max_rendered_bytes,
-            secrets=action_services.for_settings(self.settings).secrets,  # `{{ secrets.X }}`
-        )
-
-    def render_parameters(self, node_id: str) -> Any:
-        node = self.workflow.node(node_id)
-        return self.render(node.parameters, self.scope(), f"node `{node_id}`", "parameters")
-
-    def holds(self, entry: Mapping[str, Any], route: Route) -> bool:
-        """Whether a route's condition holds for the entry of the node it leaves."""
-        assert route.condition is not None
-        scope = self.scope()
-        scope["result"] = entry
-        return conditions.evaluate(
-            route.condition,
-            scope,
-            where=f"edge {route.source} -> {route.target}",
-            time_limit=self.settings.condition_time_limit,
-            memory_limit=self.settings.condition_memory_limit,
-        )
+        if self.children is not None:
+            subworkflows.cancel(self.children, child)
 
     # -- idempotency ----------------------------------------------------------------------------
 
-    async def reusable(self, node_id: str, key: Any) -> NodeResult | None:
-        async with self.db.connection() as conn:
-            outputs = await executions.reusable_outputs(
-                conn, self.row.tenant, self.row.workflow_id, node_id, str(key)
-            )
+    async def reuse(self, node_id: str, key: Any) -> NodeResult | None:
+        """The stored result of an earlier run with this key, recorded as reused; or None."""
+        outputs = await idempotency.stored_outputs(self.db, self.row, node_id, key)
         if outputs is None:
             return None
-        attempt = self.attempt_of[node_id]
         batch = self.batch()
-        batch.finish_attempt(node_id, attempt, "Succeeded", outputs, reused=True)
-        batch.event("NodeReused", node_id, attempt, idempotencyKey=str(key))
+        result = idempotency.reuse(batch, node_id, self.attempt_of[node_id], key, outputs)
         await self.commit(batch)
-        return NodeResult("Succeeded", attempt, outputs, reused=True)
-
-    def remember(self, node_id: str, attempt: int, result: NodeResult, batch: Batch) -> None:
-        """Store resource links (or one synthetic link) so a rerun with the key reuses outputs."""
-        key = str(self.keys.get(node_id))
-        common = {"workflow_id": self.row.workflow_id, "node_id": node_id, "attempt": attempt}
-        links = result.resource_links or ()
-        for link in links:
-            batch.link(
-                **common,
-                idempotency_key=key,
-                system=link.system,
-                resource_type=link.resource_type,
-                external_id=link.external_id,
-                url=link.url,
-                outputs=dict(result.outputs),
-            )
-        if not links:
-            batch.link(
-                **common,
-                idempotency_key=key,
-                system=_SYSTEM,
-                resource_type="node-result",
-                external_id=f"{self.row.execution_id}/{node_id}",
-                url=None,
-                outputs=dict(result.outputs),
-            )
+        return result
 
     # -- the end --------------------------------------------------------------------------------
 
@@ -615,17 +460,15 @@ class ExecutionRun:
         outputs = None
         if status == "Succeeded" and self.workflow.outputs:
             try:
-                outputs = self.render(
-                    self.workflow.outputs, self.scope(), "workflow outputs", "outputs"
-                )
+                outputs = self.scope.render(self.workflow.outputs, "workflow outputs", "outputs")
             except TemplateRenderError as exc:
                 status = "Failed"
-                self.error = {"type": "TemplateError", "message": str(exc), "nodeId": None}
+                self.error = error_dict("TemplateError", str(exc))
         if status == "Failed" and self.error is None:
-            self.error = {"type": "Failed", "message": "the execution failed", "nodeId": None}
+            self.error = error_dict("Failed", "the execution failed")
         error = self.error if status == "Failed" else None
         if status == "Cancelled":
-            error = {"type": "Cancelled", "message": "the execution was cancelled", "nodeId": None}
+            error = error_dict("Cancelled", "the execution was cancelled")
         batch.finish_execution(
             status, outputs, error, parent_execution_id=self.row.parent_execution_id
         )
@@ -650,36 +493,5 @@ class ExecutionRun:
                 self.observer(kind, node_id, details)
 
 
-#: Fire-and-forget child cancels, kept referenced until they end.
-_BACKGROUND: set[asyncio.Task[Any]] = set()
-
-
 def _never(route: Route) -> bool:
     raise AssertionError(f"no condition is evaluated after the execution failed ({route})")
-
-
-@functools.lru_cache(maxsize=256)
-def _validator(action_cls: type[Action]) -> tuple[Any, Any]:
-    # Keyed by class: a class's schema is fixed, and hashing the class costs nothing per attempt.
-    # The compiled yes/no check is several times faster than jsonschema on valid parameters;
-    # jsonschema confirms a "no" and words the problem.
-    from jsonschema import Draft202012Validator
-
-    from runner.spec.schema import compile_check
-
-    schema = dict(action_cls.parameters_schema)
-    return compile_check(schema), Draft202012Validator(schema)
-
-
-def _validate(action_cls: type[Action], parameters: Any) -> str | None:
-    """None when rendered parameters fit the action's schema, else the first problem's path."""
-    from runner.spec.diagnostics import format_path
-
-    fast, validator = _validator(action_cls)
-    if fast is not None and fast(parameters):
-        return None
-    errors = sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    first = errors[0]
-    return f"{format_path(('parameters', *first.absolute_path))}: {first.message}"

@@ -462,7 +462,8 @@ class ExecutionState:
                 ) from None
 
         mark = len(self._log)
-        self.node_finished(node_id, status.value, recorded)  # type: ignore[arg-type]
+        # `restore` hands over only Succeeded and Failed results, the NodeOutcome values.
+        self.node_finished(node_id, status.value, recorded)  # type: ignore[arg-type]  # see above
         produced = {order: taken for _, order, taken in self._log[mark : mark + len(routes)]}
         if routes_now and produced != known:
             raise ValueError(f"the recorded route decisions of node {node_id!r} contradict")

@@ -17,9 +17,8 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 
-from runner import settings
 from runner.errors import MissingCredential, TemplateRenderError
-from runner.spec import expressions, sandbox
+from runner.spec import expressions, limits, sandbox
 from runner.spec.diagnostics import DocPath, format_path
 
 #: A render may take this long before it is stopped (counted at every loop step and call).
@@ -43,7 +42,7 @@ def render_value(
     *,
     where: str,
     path: str | DocPath = (),
-    max_bytes: int = settings.DEFAULT_MAX_RENDERED_BYTES,
+    max_bytes: int = limits.DEFAULT_MAX_RENDERED_BYTES,
     time_limit: float | None = DEFAULT_RENDER_TIME_LIMIT_SECONDS,
     secrets: Any = None,
 ) -> Any:
@@ -58,21 +57,6 @@ def render_value(
     renderer = _Renderer(scope, where, max_bytes)
     with sandbox.limits(max_bytes, time_limit):
         return renderer.value(value, (path,) if isinstance(path, str) else path)
-
-
-def render_template(
-    text: str,
-    scope: Mapping[str, Any],
-    *,
-    where: str,
-    path: str | DocPath = (),
-    max_bytes: int = settings.DEFAULT_MAX_RENDERED_BYTES,
-    time_limit: float | None = DEFAULT_RENDER_TIME_LIMIT_SECONDS,
-) -> Any:
-    """Render one string: the native value of a lone `{{ expr }}`, otherwise a string."""
-    return render_value(
-        text, scope, where=where, path=path, max_bytes=max_bytes, time_limit=time_limit
-    )
 
 
 @functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)

@@ -1,32 +1,42 @@
 """A worker: claims queued executions and conducts them, any number per machine and database.
 
+    worker = Worker(conductor, settings, name=replica)
+    await worker.run(stop)                      # `dwf worker`, `dwf serve --roles worker`
+    row = await worker.execute(request)         # `dwf run`: start, conduct here, to the end
+
 It wakes on LISTEN (`dwf_queue`) and also polls, since NOTIFY is only a hint; it holds each
 claimed execution under a lease it renews every `heartbeat_seconds`; it runs at most
 `worker_executions` executions and `worker_nodes` action attempts at once. An execution whose
 workers keep dying is moved to dead letters after `max_deliveries` claims. On shutdown it stops
 claiming, lets running nodes finish for `shutdown_grace_seconds`, then gives every execution it
 still holds back to the queue, where another worker resumes it.
+
+Running here (`execute`, `run_execution`) is the same worker with only its lease renewal
+going: the execution it starts (claimed in the start's own statement) is conducted on the spot;
+should it park to wait for subworkflows, the worker claims it and its children (by correlation
+id) until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
+import functools
 import uuid
 
 import structlog
 
 from runner.engine.conductor import Conductor
-from runner.engine.run import PARKED, RELEASED
+from runner.engine.requests import StartRequest
+from runner.engine.signals import PARKED, RELEASED
 from runner.errors import LeaseLost, NotFound
 from runner.settings import Settings
 from runner.store import executions, queue
 from runner.store.executions import ExecutionRow
 from runner.store.queue import Claim
+from runner.store.workflows import DefinitionRow
 
-_log = structlog.get_logger("runner.worker")
+_log = structlog.get_logger(__name__)
 #: How often stuck waiting executions are looked for (a safety net for a lost wake-up).
 SWEEP_SECONDS = 5.0
 #: How often `run_until` looks at the execution it waits for, when another worker runs it.
@@ -41,15 +51,15 @@ class Worker:
         conductor: Conductor,
         settings: Settings,
         *,
-        name: str | None = None,
+        name: str,
         correlation_id: str | None = None,
     ) -> None:
         self.conductor, self.settings = conductor, settings
         self.db = conductor.db
-        self.owner = name or worker_name()
+        self.owner = name
         self.correlation_id = correlation_id
         self.node_slots = asyncio.Semaphore(settings.worker_nodes)
-        self.running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.running: dict[uuid.UUID, asyncio.Task[str | None]] = {}
         self.lost: set[uuid.UUID] = set()
         self.work = asyncio.Event()
         self.stopping = False
@@ -75,6 +85,58 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             self.log.info("worker stopped")
+
+    async def execute(self, request: StartRequest) -> ExecutionRow:
+        """Start and run to the end here (`dwf run`); a repeated request id returns the
+        existing execution as it is."""
+        starts = self.conductor.starts
+        row, created, definition, claim = await starts.start_claimed(request, self.owner)
+        if not created or claim is None:
+            return row
+        return await self._run_here(claim, row, (row, definition))
+
+    async def run_execution(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
+        """Run a queued execution here until it ends; if another worker has it, or it parks,
+        claim it (and its children) as they become free until it ends."""
+        async with self.db.connection() as conn:
+            row = await executions.get(conn, tenant, execution_id)
+            if row is None:
+                raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
+            claims = await queue.claim(
+                conn, self.owner, 1, self.settings.lease_seconds, execution_id=execution_id
+            )
+        if claims:
+            return await self._run_here(claims[0], row)
+        return await self._scoped(row).run_until(tenant, execution_id)
+
+    async def _run_here(
+        self,
+        claim: Claim,
+        row: ExecutionRow,
+        known: tuple[ExecutionRow, DefinitionRow] | None = None,
+    ) -> ExecutionRow:
+        """Conduct a claimed execution on the spot, its lease renewed by this worker's
+        heartbeat; if it parks, is released or taken over, a worker scoped to it carries on."""
+        heartbeat = asyncio.create_task(self._heartbeat(), name="worker heartbeat")
+        task = self._track(claim, known)
+        try:
+            outcome = await task
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        if outcome not in (PARKED, RELEASED):
+            async with self.db.connection(autocommit=True) as conn:  # one read: no BEGIN/COMMIT
+                final = await executions.get(conn, row.tenant, row.execution_id)
+            if final is not None and final.status in executions.TERMINAL:
+                return final
+        # Parked, released, or taken over by another worker: follow it to its end.
+        return await self._scoped(row).run_until(row.tenant, row.execution_id)
+
+    def _scoped(self, row: ExecutionRow) -> Worker:
+        """A worker of this name that claims only this execution's tree (its correlation id)."""
+        return Worker(
+            self.conductor, self.settings, name=self.owner, correlation_id=row.correlation_id
+        )
 
     async def run_until(self, tenant: str, execution_id: uuid.UUID) -> ExecutionRow:
         """Work (on this worker's scope) until one execution has ended; return its final row."""
@@ -123,42 +185,50 @@ class Worker:
                 except Exception:  # the database may come back: keep polling
                     self.log.exception("claim failed")
             for claim in claims:
-                task = asyncio.create_task(
-                    self._conduct(claim), name=f"execution {claim.execution_id}"
-                )
-                self.running[claim.execution_id] = task
-                # A task cancelled before its first step never runs _conduct's `finally`.
-                task.add_done_callback(lambda t, key=claim.execution_id: self._forget(key, t))
+                self._track(claim)
             if claims and len(claims) == free:
                 continue  # there may be more: claim again once slots free
             self.work.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.work.wait(), self.settings.poll_seconds)
 
-    def _forget(self, execution_id: uuid.UUID, task: asyncio.Task[None]) -> None:
+    def _track(
+        self, claim: Claim, known: tuple[ExecutionRow, DefinitionRow] | None = None
+    ) -> asyncio.Task[str | None]:
+        """Conduct a claim in a task of its own, counted in `running` until it ends."""
+        task = asyncio.create_task(
+            self._conduct(claim, known), name=f"execution {claim.execution_id}"
+        )
+        self.running[claim.execution_id] = task
+        # A task cancelled before its first step never runs _conduct's `finally`.
+        task.add_done_callback(functools.partial(self._forget, claim.execution_id))
+        return task
+
+    def _forget(self, execution_id: uuid.UUID, task: asyncio.Task[str | None]) -> None:
         if self.running.get(execution_id) is task:
             del self.running[execution_id]
             self.work.set()
 
-    async def _conduct(self, claim: Claim) -> None:
+    async def _conduct(
+        self, claim: Claim, known: tuple[ExecutionRow, DefinitionRow] | None = None
+    ) -> str | None:
+        """Conduct one claim; its outcome (PARKED, RELEASED, a status), None when it stopped
+        early (dead-lettered, lease lost, crashed, or cancelled by shutdown)."""
         log = self.log.bind(executionId=str(claim.execution_id), deliveries=claim.deliveries)
         released = False
         try:
             if claim.deliveries > self.settings.max_deliveries:
-                reason = (
-                    f"gave up after {claim.deliveries - 1} deliveries: the workers running it "
-                    "kept stopping (crashed, killed or lost their lease)"
-                )
-                async with self.db.connection() as conn:
-                    await queue.dead_letter(conn, claim, self.owner, reason)
-                log.warning("execution dead-lettered", reason=reason)
-                return
-            result = await self.conductor.conduct(claim, self.owner, node_slots=self.node_slots)
+                await self._dead_letter(claim)
+                return None
+            result = await self.conductor.conduct(
+                claim, self.owner, node_slots=self.node_slots, known=known
+            )
             if result == RELEASED:
                 await self._release(claim.execution_id)
                 released = True
             elif result == PARKED:
                 log.info("execution parked")
+            return result
         except LeaseLost:
             log.warning("lease lost: another worker runs this execution now")
         except asyncio.CancelledError:
@@ -170,6 +240,19 @@ class Worker:
             self.running.pop(claim.execution_id, None)
             self.lost.discard(claim.execution_id)
             self.work.set()
+        return None
+
+    async def _dead_letter(self, claim: Claim) -> None:
+        """Give up on an execution that keeps killing or losing its workers: it ends Failed."""
+        reason = (
+            f"gave up after {claim.deliveries - 1} deliveries: the workers running it "
+            "kept stopping (crashed, killed or lost their lease)"
+        )
+        async with self.db.connection() as conn:
+            await queue.dead_letter(conn, claim, self.owner, reason)
+        self.log.warning(
+            "execution dead-lettered", executionId=str(claim.execution_id), reason=reason
+        )
 
     async def _release(self, execution_id: uuid.UUID) -> None:
         with contextlib.suppress(Exception):
@@ -248,8 +331,3 @@ class Worker:
             with contextlib.suppress(Exception):
                 async with self.db.connection() as conn:
                     await queue.sweep_waiting(conn)
-
-
-def worker_name() -> str:
-    """A readable, unique name for a worker: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

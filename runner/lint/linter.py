@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -151,7 +151,7 @@ def check_data(data: dict[str, Any]) -> tuple[Workflow | None, list[Finding]]:
     return checks.check_document(data, _schema_lookup, _known_types)
 
 
-def _schema_lookup(action_type: str) -> object:
+def _schema_lookup(action_type: str) -> Mapping[str, Any] | None:
     from runner.actions import registry
 
     cls = registry.find(action_type)
@@ -195,7 +195,7 @@ def _silenced(lines: list[str], line: int, rule: str) -> bool:
     if not 0 < line <= len(lines) or "dwf-lint" not in lines[line - 1]:
         return False
     match = _IGNORE.search(lines[line - 1])
-    return bool(match) and rule in {r.strip() for r in match.group(1).split(",")}
+    return match is not None and rule in {r.strip() for r in match.group(1).split(",")}
 
 
 def _lint_chunk(paths: list[str]) -> list[FileResult]:

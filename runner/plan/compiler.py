@@ -19,7 +19,7 @@ import networkx as nx
 from runner import errors
 from runner.plan import cache
 from runner.plan import checksum as checksums
-from runner.spec import model
+from runner.spec import model, structure
 
 #: Bump whenever the plan's JSON shape or meaning changes: cached and stored plans of another
 #: version are then recompiled instead of being trusted.
@@ -45,15 +45,8 @@ class Route:
     kind: RouteKind = "edge"
 
     def as_dict(self) -> dict[str, Any]:
-        """The route's JSON shape inside a stored plan."""
-        return {
-            "source": self.source,
-            "target": self.target,
-            "when": self.when,
-            "condition": self.condition,
-            "order": self.order,
-            "kind": self.kind,
-        }
+        """The route's JSON shape inside a stored plan: its fields by name."""
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 # The graph is a MultiDiGraph (a DiGraph subclass) keyed by route order: a node may reach the
@@ -68,7 +61,7 @@ class Plan:
     workflow: model.Workflow
     checksum: str
     compiler_version: int
-    graph: nx.MultiDiGraph
+    graph: nx.MultiDiGraph[str]
     entry_node: str
     failure_entry: str | None
     failure_path: frozenset[str]
@@ -155,7 +148,7 @@ def compile_plan(definition: Mapping[str, Any], *, workflow: model.Workflow | No
     if workflow is None:
         try:
             workflow = model.Workflow.from_data(definition)
-        except model.ShapeError as exc:
+        except errors.ShapeError as exc:
             raise errors.PlanError(f"the document is malformed at {exc!s}; lint it first") from exc
     where = f"workflow {workflow.id!r}"
     node_ids = [node.id for node in workflow.nodes]
@@ -174,32 +167,26 @@ def compile_plan(definition: Mapping[str, Any], *, workflow: model.Workflow | No
         raise errors.PlanError(
             f"{where} cannot be compiled: its edges form a cycle {path}; a workflow must be a DAG"
         ) from None
-    failure_path: frozenset[str] = frozenset()
-    if workflow.on_failure is not None:
-        failure_path = frozenset({workflow.on_failure} | nx.descendants(graph, workflow.on_failure))
     return _assemble(
         workflow,
         checksum,
         definition=definition,
         graph=graph,
         order=order,
-        failure_path=failure_path,
+        failure_path=frozenset(structure.failure_path(workflow)),
     )
 
 
 def _reference_problems(workflow: model.Workflow, node_ids: list[str]) -> list[str]:
     # Everything the linter reports first, re-checked: the engine must never see a plan that
     # points nowhere. All problems are listed at once so one failed sync shows them all.
-    problems: list[str] = []
-    first_index: dict[str, int] = {}
-    for index, node_id in enumerate(node_ids):
-        if node_id in first_index:
-            problems.append(
-                f"duplicate node id {node_id!r} (nodes[{first_index[node_id]}] "
-                f"and nodes[{index}]); node ids must be unique"
-            )
-        first_index.setdefault(node_id, index)
-    known = set(node_ids)
+    first_index, repeats = structure.first_positions(node_ids)
+    problems = [
+        f"duplicate node id {node_ids[index]!r} (nodes[{earlier}] and nodes[{index}]); "
+        "node ids must be unique"
+        for index, earlier in repeats
+    ]
+    known = first_index.keys()
 
     def check(target: str, what: str) -> None:
         if target not in known:
@@ -248,8 +235,8 @@ def _routes_of(node: model.Node) -> list[Route]:
     return routes
 
 
-def _build_graph(workflow: model.Workflow, routes: list[Route]) -> nx.MultiDiGraph:
-    graph = nx.MultiDiGraph(workflow_id=workflow.id)
+def _build_graph(workflow: model.Workflow, routes: list[Route]) -> nx.MultiDiGraph[str]:
+    graph: nx.MultiDiGraph[str] = nx.MultiDiGraph(workflow_id=workflow.id)
     for index, node in enumerate(workflow.nodes):
         graph.add_node(node.id, node=node, index=index)
     for route in routes:
@@ -264,7 +251,7 @@ def _assemble(
     checksum: str,
     *,
     definition: Mapping[str, Any],
-    graph: nx.MultiDiGraph,
+    graph: nx.MultiDiGraph[str],
     order: tuple[str, ...],
     failure_path: frozenset[str],
 ) -> Plan:
@@ -297,8 +284,9 @@ def _plan_from_json(data: Mapping[str, Any]) -> Plan:
         raise errors.PlanError("stored plan: 'checksum' is missing or not a string")
     try:
         workflow = model.Workflow.from_data(definition)
-    except model.ShapeError as exc:
+    except errors.ShapeError as exc:
         raise errors.PlanError(f"stored plan: its definition is malformed at {exc}") from exc
+    assert isinstance(definition, Mapping)  # from_data refuses anything else
     # Loading trusts the stored analysis (no topological sort, no reachability search: that is
     # what storing it saves) but checks it is the analysis of this definition, cheaply: the
     # checksum, the routes (derived from the typed nodes), an order every route goes forward
@@ -324,9 +312,9 @@ def _plan_from_json(data: Mapping[str, Any]) -> Plan:
         raise errors.PlanError(f"{where} does not match its definition; recompile it")
     position = {node_id: index for index, node_id in enumerate(order)}
     failure_path = frozenset(failure)
-    if any(position[r.source] >= position[r.target] for r in routes) or failure_path != _reached(
-        workflow.on_failure, routes
-    ):
+    if any(
+        position[r.source] >= position[r.target] for r in routes
+    ) or failure_path != structure.failure_path(workflow):
         raise errors.PlanError(f"{where} does not match its definition; recompile it")
     plan = _assemble(
         workflow,
@@ -340,22 +328,6 @@ def _plan_from_json(data: Mapping[str, Any]) -> Plan:
     if plan._analysis_json() != stored:
         raise errors.PlanError(f"{where} does not match its definition; recompile it")
     return plan
-
-
-def _reached(start: str | None, routes: list[Route]) -> frozenset[str]:
-    """`start` and every node its routes lead to (empty without a start)."""
-    if start is None:
-        return frozenset()
-    targets: dict[str, list[str]] = {}
-    for route in routes:
-        targets.setdefault(route.source, []).append(route.target)
-    seen, todo = {start}, [start]
-    while todo:
-        for target in targets.get(todo.pop(), ()):
-            if target not in seen:
-                seen.add(target)
-                todo.append(target)
-    return frozenset(seen)
 
 
 PLAN_CACHE: cache.LruCache[tuple[str, int], Plan] = cache.LruCache(PLAN_CACHE_SIZE)

@@ -64,8 +64,8 @@ def to_mermaid(plan: compiler.Plan) -> str:
     failure_links: list[str] = []
     for index, route in enumerate(plan.routes):
         arrow = _MERMAID_ARROWS[route.when]
-        label = route_label(route)
-        text = f'|"{_mermaid_text(label)}"|' if label is not None else ""
+        caption = route_label(route)
+        text = f'|"{_mermaid_text(caption)}"|' if caption is not None else ""
         out.append(f"    {safe[route.source]} {arrow}{text} {safe[route.target]}")
         if route.when == "failure":
             failure_links.append(str(index))

@@ -10,11 +10,15 @@ import difflib
 import functools
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner.spec import schema
+from runner.spec import schema_check
 from runner.spec.diagnostics import Finding, format_path
 from runner.spec.model import Workflow, thaw
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
+    from jsonschema.protocols import Validator
 
 #: Looks up an action type's parameter schema; None when the type is not registered.
 SchemaLookup = Callable[[str], Mapping[str, Any] | None]
@@ -29,8 +33,8 @@ def check(
     for i, node in enumerate(workflow.nodes):
         if node.node_type != "action" or node.action_type is None:
             continue
-        schema = lookup(node.action_type)
-        if schema is None:
+        parameters_schema = lookup(node.action_type)
+        if parameters_schema is None:
             types = known_types()
             close = difflib.get_close_matches(node.action_type, types, n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
@@ -44,7 +48,7 @@ def check(
             )
             continue
         params = thaw(node.parameters)
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(parameters_schema, sort_keys=True)
         fast = _fast_check(key)
         if fast is not None and fast(params):
             continue
@@ -55,9 +59,7 @@ def check(
             at_key = error.validator == "additionalProperties"
             if at_key:
                 # Point at the first unknown key itself rather than at its mapping.
-                where.append(
-                    sorted(set(error.instance) - set(error.schema.get("properties", {})))[0]
-                )
+                where.append(_keys(error)[1][0])
             findings.append(
                 Finding(
                     "action-parameters",
@@ -72,33 +74,43 @@ def check(
 
 
 @functools.lru_cache(maxsize=256)
-def _fast_check(schema_json: str) -> Any:
+def _fast_check(schema_json: str) -> schema_check.Check | None:
     """A compiled yes/no check for the common, valid case (jsonschema is not even imported)."""
-    return schema.compile_check(json.loads(schema_json))
+    return schema_check.compile_check(json.loads(schema_json))
 
 
 @functools.lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Any:
+def _validator(schema_json: str) -> Validator:
     """jsonschema, which explains what is wrong."""
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(json.loads(schema_json))
 
 
-def _templated(params: Any, where: list[Any]) -> bool:
+def _templated(params: object, where: list[str | int]) -> bool:
     """Whether a template sits on the path to the error: it may render to anything."""
     value = params
     for part in where:
-        if isinstance(value, str):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int):
+            value = value[part]
+        else:
             break
-        value = value[part]
     return isinstance(value, str) and any(m in value for m in _TEMPLATE_MARKERS)
 
 
-def _describe(error: Any) -> str:
+def _keys(error: ValidationError) -> tuple[list[str], list[str]]:
+    """The keys an `additionalProperties` error allows and the unknown ones it found, sorted."""
+    sub, instance = error.schema, error.instance
+    allowed = sorted(sub.get("properties", {})) if isinstance(sub, Mapping) else []
+    found = instance if isinstance(instance, Mapping) else {}
+    return allowed, sorted(set(found) - set(allowed))
+
+
+def _describe(error: ValidationError) -> str:
     if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
+        allowed, extra = _keys(error)
         names = ", ".join(f"`{k}`" for k in extra)
         hints = [f"`{c[0]}`" for k in extra if (c := difflib.get_close_matches(k, allowed, n=1))]
         hint = f"; did you mean {', '.join(hints)}?" if hints else ""

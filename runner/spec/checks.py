@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from runner.errors import ShapeError
 from runner.spec import action_rules, expressions, schema, structure, triggers
 from runner.spec.diagnostics import Finding
-from runner.spec.model import ShapeError, Workflow
+from runner.spec.model import Workflow
 
 
 def check_document(

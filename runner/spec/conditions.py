@@ -13,8 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-# One source for the limits, shared with the engine's evaluation.
-from runner.settings import (
+from runner.spec.limits import (
     DEFAULT_CONDITION_MEMORY_LIMIT_BYTES,
     DEFAULT_CONDITION_TIME_LIMIT_SECONDS,
 )

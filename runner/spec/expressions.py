@@ -414,7 +414,7 @@ def check(workflow: Workflow) -> list[Finding]:
         for j, edge in enumerate(node.edges):
             if edge.condition is not None:
                 label = f"node `{node.id}` edge {j} (to `{edge.target_node}`) condition"
-                path = ("nodes", i, "edges", j, "condition")
+                path: DocPath = ("nodes", i, "edges", j, "condition")
                 scan.condition(edge.condition, path, label, edge_reader)
     scan.templates(workflow.vars, ("vars",), "vars", _Reader("any", in_vars=True))
     scan.templates(workflow.outputs, ("outputs",), "output", _Reader("any"))

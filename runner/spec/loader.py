@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from runner.errors import LoadError as LoadError  # noqa: PLC0414 (re-export)
 from runner.spec.diagnostics import DocPath, Finding, Span
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -31,14 +32,6 @@ _INT = re.compile(r"[-+]?[0-9]+\Z")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _SPECIAL_FLOAT = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
                   ".nan", ".NaN", ".NAN"}  # fmt: skip
-
-
-class LoadError(Exception):
-    """The file cannot become a document; `finding` says where and why."""
-
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.message)
-        self.finding = finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +148,7 @@ class _Builder:
         self.result: Any = None
 
     def run(self) -> Any:
-        from ruamel.yaml.cyaml import CParser
+        from ruamel.yaml.cyaml import CParser  # type: ignore[attr-defined]  # not in its __all__
         from ruamel.yaml.error import MarkedYAMLError, YAMLError
         from ruamel.yaml.events import (
             AliasEvent,
@@ -220,8 +213,10 @@ class _Builder:
             expected = {"int": int, "float": float, "bool": bool, "null": type(None)}[
                 tag[len(_TAG) :]
             ]
-            if type(resolved) is expected or (expected is float and type(resolved) is int):
-                return float(resolved) if expected is float else resolved
+            if type(resolved) is expected:
+                return resolved
+            if expected is float and type(resolved) is int:
+                return float(resolved)
             self.refuse(event, f"`{value}` is not a valid {tag[len(_TAG) :]}")
         self.refuse(event, f"the tag `{tag}` is not supported; workflow files hold plain JSON data")
         return None

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Literal
+from types import MappingProxyType, UnionType
+from typing import Any, Literal, overload
 
+from runner.errors import ShapeError as ShapeError  # noqa: PLC0414 (re-export)
 from runner.spec.durations import parse_duration
 
 EdgeWhen = Literal["success", "failure", "always"]
@@ -25,10 +26,6 @@ DEFAULT_CATCHUP_WINDOW_SECONDS = 3600.0
 DEFAULT_MAX_NESTING_DEPTH = 5
 DEFAULT_RETRY_INITIAL_DELAY_SECONDS = 1.0
 DEFAULT_RETRY_MAX_DELAY_SECONDS = 60.0
-
-
-class ShapeError(ValueError):
-    """The data does not have the shape the schema promises; the schema check reports why."""
 
 
 def freeze(value: Any) -> Any:
@@ -50,7 +47,10 @@ def thaw(value: Any) -> Any:
 
 
 def _get(
-    data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None
+    data: Mapping[str, Any],
+    key: str,
+    kind: type | UnionType | tuple[type, ...],
+    default: Any = None,
 ) -> Any:
     value = data.get(key, default)
     if value is not default and not isinstance(value, kind):
@@ -60,6 +60,10 @@ def _get(
     return value
 
 
+@overload
+def _seconds(data: Mapping[str, Any], key: str, default: float) -> float: ...
+@overload
+def _seconds(data: Mapping[str, Any], key: str, default: None = None) -> float | None: ...
 def _seconds(data: Mapping[str, Any], key: str, default: float | None = None) -> float | None:
     value = data.get(key)
     if value is None:

@@ -6,10 +6,10 @@ over the summaries of every file linted together.
 
 from __future__ import annotations
 
-import graphlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runner.spec import structure
 from runner.spec.diagnostics import DocPath, Finding
 from runner.spec.model import WebhookTrigger, Workflow
 
@@ -93,12 +93,7 @@ def _cycles(
         calls[workflow_id] = [(t, d) for t, d in summaries[path].subworkflows if t in owner]
     edges = {w: [t for t, _ in targets] for w, targets in calls.items()}
     out: list[tuple[str, Finding]] = []
-    while True:
-        try:
-            graphlib.TopologicalSorter(edges).prepare()
-            return out
-        except graphlib.CycleError as exc:
-            cycle = list(reversed(exc.args[1]))
+    for cycle in structure.cycles(edges):
         source, target = cycle[-2], cycle[-1]
         doc_path = next(d for t, d in calls[source] if t == target)
         out.append(
@@ -112,4 +107,4 @@ def _cycles(
                 ),
             )
         )
-        edges[source] = [t for t in edges[source] if t != target]
+    return out

@@ -38,7 +38,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, generate_lorem_ipsum
 
 from runner.errors import TemplateRenderError
-from runner.settings import DEFAULT_MAX_RENDERED_BYTES
+from runner.spec.limits import DEFAULT_MAX_RENDERED_BYTES
 
 DEFAULT_MAX_BYTES = DEFAULT_MAX_RENDERED_BYTES
 # About 4,300 digits: the longest integer Python will still convert to text.
@@ -203,7 +203,8 @@ def _check_arguments(
 def _replace_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
     if not isinstance(old, str | bytes) or not isinstance(new, str | bytes):
         return len(text)
-    occurrences = len(text) + 1 if not old else text.count(old)  # type: ignore[arg-type]
+    # A str/bytes mix raises TypeError here, as the call being checked would.
+    occurrences = len(text) + 1 if not old else text.count(old)  # type: ignore[arg-type]  # see above
     if isinstance(count, int) and count >= 0:
         occurrences = min(occurrences, count)
     return len(text) + occurrences * max(len(new) - len(old), 0)
@@ -327,7 +328,9 @@ class _Namespace(Namespace):
         Namespace.__setitem__(self, name, value)
 
 
-def _check_method_call(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple:
+def _check_method_call(
+    target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
     """Refuse str/bytes/int method calls that would make a huge value; returns the args to use."""
     owner, name = target.__self__, target.__name__
     if isinstance(owner, int) and name == "to_bytes":
@@ -342,7 +345,8 @@ def _check_method_call(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any
         tabsize = args[0] if args else kwargs.get("tabsize", 8)
         tab = b"\t" if isinstance(owner, bytes) else "\t"
         if isinstance(tabsize, int):
-            _check(len(owner) + owner.count(tab) * tabsize, what)  # type: ignore[arg-type]
+            # `tab` has the type of `owner`; mypy cannot tie the two together.
+            _check(len(owner) + owner.count(tab) * tabsize, what)  # type: ignore[arg-type]  # see above
     elif name == "replace" and len(args) >= 2:
         _check(_replace_size(owner, args[0], args[1], args[2] if len(args) > 2 else -1), what)
     elif name == "join" and args:

@@ -2,43 +2,29 @@
 
 jsonschema is the authority and writes the findings, but it needs about 3 ms for a 20-node
 document; the lint's budget is a fraction of that. So a document is first run through a checker
-compiled from the same schema into plain closures (tens of microseconds), and jsonschema runs only
-when that checker says the document is invalid. A test holds the two to the same verdict.
+compiled from the same schema into plain closures (`runner.spec.schema_check`, tens of
+microseconds), and jsonschema runs only when that checker says the document is invalid. A test
+holds the two to the same verdict.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import numbers
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from runner.spec import schema_check
 from runner.spec.diagnostics import DocPath, Finding, format_path
+from runner.spec.schema_check import Check, compile_check
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
     from jsonschema.protocols import Validator
 
-Check = Callable[[object], bool]
+# `compile_check` and `Check` are re-exported: callers compile action parameter schemas with it.
+__all__ = ["Check", "compile_check", "schema", "schema_text", "validate"]
 
-# Keywords that describe rather than constrain; neither checker acts on them.
-_ANNOTATIONS = frozenset(
-    {
-        "$schema",
-        "$id",
-        "$defs",
-        "$comment",
-        "title",
-        "description",
-        "markdownDescription",
-        "default",
-        "examples",
-        "patternErrorMessage",
-        "discriminator",
-    }
-)
 _EXPECTED = {
     "object": "a mapping",
     "array": "a list",
@@ -48,6 +34,17 @@ _EXPECTED = {
     "boolean": "true or false",
     "null": "null",
 }
+
+#: A loaded value's kind in words, by its Python type (bool first: a bool is also an int).
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a decimal number"),
+    (str, "a string"),
+    (dict, "a mapping"),
+    (list, "a list"),
+    (type(None), "null"),
+)
 
 
 @functools.cache
@@ -63,10 +60,11 @@ def schema_text() -> str:
 @functools.cache
 def schema() -> dict[str, Any]:
     """The parsed schema; shared and cached, so callers must not modify it."""
-    return json.loads(schema_text())
+    parsed: dict[str, Any] = json.loads(schema_text())
+    return parsed
 
 
-def validate(data: object) -> list[Finding]:
+def validate(data: Mapping[str, Any]) -> list[Finding]:
     """Check a loaded document against the schema: one finding per problem, in document order."""
     fast = _fast_check()
     if fast is not None and fast(data):
@@ -89,37 +87,7 @@ def validate(data: object) -> list[Finding]:
     return out
 
 
-# --- the two checkers -------------------------------------------------------------------------
-
-
-@functools.cache
-def _regex(pattern: str) -> re.Pattern[str]:
-    # The schema's patterns are ECMA-262, where `$` matches only at the very end; Python's `$`
-    # also matches before a final newline, which would let `"deploy\n"` pass as an id.
-    if pattern.endswith("$") and not pattern.endswith("\\$"):
-        pattern = pattern[:-1] + r"\Z"
-    return re.compile(pattern)
-
-
-def _is_integer(value: object) -> bool:
-    # JSON Schema counts 3.0 as an integer, but the model (and Python code downstream) would
-    # then see a float where it expects an int; `maxAttempts: 3.0` is reported instead.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Number) and not isinstance(value, bool)
-
-
-_TYPES: dict[str, Check] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": _is_integer,
-    "number": _is_number,
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
+# --- the checkers -----------------------------------------------------------------------------
 
 
 def _pattern_keyword(
@@ -127,7 +95,7 @@ def _pattern_keyword(
 ) -> Iterator[ValidationError]:
     from jsonschema import ValidationError
 
-    if isinstance(instance, str) and not _regex(pattern).search(instance):
+    if isinstance(instance, str) and not schema_check.ecma_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
@@ -135,188 +103,19 @@ def _pattern_keyword(
 def _validator() -> Validator:
     from jsonschema import Draft202012Validator, validators
 
-    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", lambda _c, v: _is_integer(v))
-    cls = validators.extend(
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _c, v: schema_check.is_integer(v)
+    )
+    cls: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]  # unannotated in the stubs
         Draft202012Validator, validators={"pattern": _pattern_keyword}, type_checker=checker
     )
     return cls(schema())
 
 
-def compile_check(any_schema: dict[str, Any]) -> Check | None:
-    """A fast yes/no check for another JSON Schema (e.g. an action's parameters), or None when
-    it uses keywords the compiler lacks. A False may be a false alarm: confirm with jsonschema."""
-    try:
-        return _Compiler(any_schema).compile(any_schema)
-    except _Unsupported:
-        return None
-
-
-class _Unsupported(Exception):
-    """The schema uses a keyword the fast checker does not implement."""
-
-
 @functools.cache
 def _fast_check() -> Check | None:
     """The schema compiled to closures; None (jsonschema alone) if it uses unknown keywords."""
-    try:
-        return _Compiler(schema()).compile(schema())
-    except _Unsupported:
-        return None
-
-
-class _Compiler:
-    """Compiles the subset of JSON Schema 2020-12 the workflow schema uses into closures."""
-
-    def __init__(self, root: dict[str, Any]) -> None:
-        self.root = root
-        self.memo: dict[int, Check] = {}
-        self.active: set[int] = set()
-
-    def compile(self, node: object) -> Check:
-        if node is True:
-            return _accept
-        if node is False:
-            return _reject
-        if not isinstance(node, dict):
-            raise _Unsupported(repr(node))
-        if id(node) in self.memo:
-            return self.memo[id(node)]
-        if id(node) in self.active:
-            raise _Unsupported("recursive $ref")  # the workflow schema has none
-        self.active.add(id(node))
-        kind = node.get("type")
-        # `type` is folded into the checks that test it anyway, saving a call per value.
-        folded = (kind == "object" and "properties" in node) or (
-            kind == "string" and "pattern" in node
-        )
-        checks = [
-            self.keyword(k, v, node)
-            for k, v in node.items()
-            if k not in _ANNOTATIONS and not (folded and k == "type")
-        ]
-        checks = [c for c in checks if c is not _accept]
-        check = _all(checks)
-        self.memo[id(node)] = check
-        self.active.discard(id(node))
-        return check
-
-    def keyword(self, key: str, value: Any, node: dict[str, Any]) -> Check:
-        if key == "type":
-            if isinstance(value, str):
-                return _TYPES[value]
-            kinds = [_TYPES[t] for t in value]
-            return lambda v: any(k(v) for k in kinds)
-        if key in ("enum", "const"):
-            values = value if key == "enum" else [value]
-            if not all(isinstance(x, str) for x in values):
-                raise _Unsupported(key)
-            allowed = frozenset(values)
-            return lambda v: isinstance(v, str) and v in allowed
-        if key == "pattern":
-            search = _regex(value).search
-            if node.get("type") == "string":
-                return lambda v: isinstance(v, str) and search(v) is not None
-            return lambda v: not isinstance(v, str) or search(v) is not None
-        if key in ("minLength", "maxLength", "minItems", "maxItems"):
-            kind = str if key.endswith("Length") else list
-            if key.startswith("min"):
-                return lambda v: not isinstance(v, kind) or len(v) >= value
-            return lambda v: not isinstance(v, kind) or len(v) <= value
-        if key in ("minimum", "maximum"):
-            if key == "minimum":
-                return lambda v: not _is_number(v) or v >= value
-            return lambda v: not _is_number(v) or v <= value
-        if key == "items":
-            item = self.compile(value)
-            return lambda v: not isinstance(v, list) or all(item(x) for x in v)
-        if key == "properties":
-            strict = node.get("type") == "object"
-            return self.properties(value, node.get("additionalProperties", True), strict)
-        if key == "additionalProperties":
-            if "properties" in node or value is True:
-                return _accept  # folded into `properties`
-            raise _Unsupported(key)
-        if key == "required":
-            return lambda v: not isinstance(v, dict) or all(k in v for k in value)
-        if key == "dependentRequired":
-            pairs = tuple(value.items())
-            return lambda v: (
-                not isinstance(v, dict)
-                or all(all(d in v for d in deps) for k, deps in pairs if k in v)
-            )
-        if key == "allOf":
-            return _all([self.compile(s) for s in value])
-        if key == "if":
-            cond = self.compile(value)
-            then = self.compile(node.get("then", True))
-            other = self.compile(node.get("else", True))
-            return lambda v: then(v) if cond(v) else other(v)
-        if key in ("then", "else"):
-            return _accept  # part of `if`
-        if key == "$ref":
-            return self.compile(self.resolve(value))
-        raise _Unsupported(key)
-
-    def properties(self, props: dict[str, Any], additional: object, strict: bool) -> Check:
-        """`properties` and `additionalProperties`; `strict` also demands a mapping (`type`)."""
-        checks = {name: self.compile(sub) for name, sub in props.items()}
-        if additional is False:
-
-            def closed(v: object) -> bool:
-                if not isinstance(v, dict):
-                    return not strict
-                for name, item in v.items():
-                    check = checks.get(name)
-                    if check is None or not check(item):
-                        return False
-                return True
-
-            return closed
-        if additional is not True:
-            raise _Unsupported("additionalProperties")
-
-        def open_(v: object) -> bool:
-            if not isinstance(v, dict):
-                return not strict
-            return all(check(v[name]) for name, check in checks.items() if name in v)
-
-        return open_
-
-    def resolve(self, ref: str) -> object:
-        if not ref.startswith("#/"):
-            raise _Unsupported(ref)
-        node: Any = self.root
-        for part in ref[2:].split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        return node
-
-
-def _accept(_value: object) -> bool:
-    return True
-
-
-def _reject(_value: object) -> bool:
-    return False
-
-
-def _all(checks: list[Check]) -> Check:
-    if not checks:
-        return _accept
-    if len(checks) == 1:
-        return checks[0]
-    if len(checks) == 2:
-        first, second = checks
-        return lambda v: first(v) and second(v)
-    every = tuple(checks)
-
-    def check(v: object) -> bool:
-        # A plain loop: all() over a generator costs about twice as much on this hot path.
-        for each in every:  # noqa: SIM110
-            if not each(v):
-                return False
-        return True
-
-    return check
+    return compile_check(schema())
 
 
 # --- messages ---------------------------------------------------------------------------------
@@ -335,12 +134,14 @@ def _branches() -> dict[int, tuple[dict[str, Any], str, list[tuple[str, dict[str
         key = node.get("discriminator", {}).get("propertyName")
         if key is None:
             continue
-        branches = []
+        branches: list[tuple[str, dict[str, Any]]] = []
         for part in node.get("allOf", ()):
             const = part.get("if", {}).get("properties", {}).get(key, {}).get("const")
             target = part.get("then", {}).get("$ref")
-            if const is not None and target is not None:
-                branches.append((const, _Compiler(root).resolve(target)))
+            if isinstance(const, str) and isinstance(target, str):
+                branch = schema_check.resolve_ref(root, target)
+                if isinstance(branch, dict):
+                    branches.append((const, branch))
         for _, branch in branches:
             out[id(branch)] = (branch, key, branches)
     return out
@@ -385,11 +186,16 @@ def _translate(error: ValidationError) -> Iterator[tuple[Finding, str | None]]:
             if key not in allowed:
                 message, guess = _unknown_key(key, path, sub, allowed)
                 yield Finding("schema-unknown-key", message, (*path, key), True), guess
-    elif keyword == "required" and isinstance(instance, dict) and isinstance(sub, dict):
+    elif (
+        keyword == "required"
+        and isinstance(instance, dict)
+        and isinstance(sub, dict)
+        and isinstance(value, list)
+    ):
         for key in value:
             if key not in instance:
                 yield Finding("schema-missing-key", _missing_key(key, path, sub), path), key
-    elif keyword == "dependentRequired" and isinstance(instance, dict):
+    elif keyword == "dependentRequired" and isinstance(instance, dict) and isinstance(value, dict):
         for trigger, needed in value.items():
             for key in needed:
                 if trigger in instance and key not in instance:
@@ -397,8 +203,8 @@ def _translate(error: ValidationError) -> Iterator[tuple[Finding, str | None]]:
                     message = f"{owner} is missing the required key `{key}`"
                     message += f" (needed with `{trigger}`)"
                     yield Finding("schema-missing-key", message, path), key
-    elif keyword == "type":
-        kinds = [value] if isinstance(value, str) else list(value)
+    elif keyword == "type" and isinstance(value, str | list):
+        kinds: list[str] = [value] if isinstance(value, str) else value
         expected = " or ".join(_EXPECTED.get(k, k) for k in kinds)
         subject = "the document" if not path else f"`{where}`"
         message = f"{subject} must be {expected}, not {_kind(instance)}"
@@ -447,7 +253,7 @@ def _bad_value(error: ValidationError, path: DocPath) -> str:
     instance, sub = error.instance, error.schema
     subject = "the document" if not path else f"`{format_path(path)}`"
     got = "got an empty string" if instance == "" else f"got `{_show(instance)}`"
-    if keyword == "enum":
+    if keyword == "enum" and isinstance(value, list):
         message = f"{subject} must be one of {', '.join(map(_show, value))}; {got}"
         guess = _suggest(instance, [v for v in value if isinstance(v, str)])
         return message if guess is None else f"{message} — did you mean `{guess}`?"
@@ -467,12 +273,12 @@ def _bad_value(error: ValidationError, path: DocPath) -> str:
         return f"{subject} must be {bound} {_show(value)}; {got}"
     if keyword == "minLength" and value == 1:
         return f"{subject} must not be empty"
-    if keyword in ("minLength", "maxLength"):
+    if keyword in ("minLength", "maxLength") and isinstance(instance, str):
         bound = "at least" if keyword == "minLength" else "at most"
         return f"{subject} must be {bound} {value} characters long; it has {len(instance)}"
     if keyword == "minItems" and value == 1:
         return f"{subject} must have at least one entry; it is empty"
-    if keyword in ("minItems", "maxItems"):
+    if keyword in ("minItems", "maxItems") and isinstance(instance, list):
         bound = "at least" if keyword == "minItems" else "at most"
         return f"{subject} must have {bound} {value} entries; it has {len(instance)}"
     return f"{subject}: {error.message}"
@@ -492,20 +298,9 @@ def _suggest(word: object, options: Iterable[str]) -> str | None:
 
 
 def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "null"
+    for kind, words in _KINDS:
+        if isinstance(value, kind):
+            return words
     return type(value).__name__
 
 

@@ -8,10 +8,41 @@ from __future__ import annotations
 
 import graphlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Literal
 
 from runner.spec.diagnostics import DocPath, Finding
 from runner.spec.model import Workflow
+
+
+def first_positions(ids: Iterable[str]) -> tuple[dict[str, int], list[tuple[int, int]]]:
+    """Each id's first position, and (position, first position) of every later repeat."""
+    first: dict[str, int] = {}
+    repeats: list[tuple[int, int]] = []
+    for index, ident in enumerate(ids):
+        earlier = first.setdefault(ident, index)
+        if earlier != index:
+            repeats.append((index, earlier))
+    return first, repeats
+
+
+def duplicate_ids(
+    ids: Sequence[str], section: Literal["nodes", "triggers"]
+) -> tuple[dict[str, int], list[Finding]]:
+    """Each id's first position in a section of the workflow, and a `duplicate-node-id` or
+    `duplicate-trigger-id` finding at every later use of an id."""
+    noun = section[:-1]
+    first, repeats = first_positions(ids)
+    findings = [
+        Finding(
+            f"duplicate-{noun}-id",
+            f"{noun} id `{ids[index]}` is already used by {section}[{earlier}]; "
+            f"{noun} ids must be unique in a workflow",
+            (section, index, "id"),
+        )
+        for index, earlier in repeats
+    ]
+    return first, findings
 
 
 def routes(workflow: Workflow) -> dict[str, list[tuple[str, DocPath]]]:
@@ -73,20 +104,7 @@ def failure_path(workflow: Workflow) -> set[str]:
 
 def check(workflow: Workflow) -> list[Finding]:
     """Duplicate ids, unknown targets, cycles and unreachable nodes, each positioned."""
-    findings: list[Finding] = []
-    first_index: dict[str, int] = {}
-    for i, node in enumerate(workflow.nodes):
-        if node.id in first_index:
-            findings.append(
-                Finding(
-                    "duplicate-node-id",
-                    f"node id `{node.id}` is already used by nodes[{first_index[node.id]}]; "
-                    "node ids must be unique in a workflow",
-                    ("nodes", i, "id"),
-                )
-            )
-        else:
-            first_index[node.id] = i
+    first_index, findings = duplicate_ids([node.id for node in workflow.nodes], "nodes")
     known = sorted(first_index)
     graph = routes(workflow)
 
@@ -144,19 +162,29 @@ def check(workflow: Workflow) -> list[Finding]:
     return findings
 
 
+def cycles(edges: Mapping[str, Iterable[str]]) -> Iterator[list[str]]:
+    """Every independent cycle of a graph given as source -> targets, each as the nodes along
+    its edges with the first node again at the end (`a, b, a`). After each, the edge that closes
+    it is cut (in a copy) and the graph searched again, so one cycle never hides another."""
+    remaining = {source: list(targets) for source, targets in edges.items()}
+    while True:
+        try:
+            graphlib.TopologicalSorter(remaining).prepare()
+            return
+        except graphlib.CycleError as exc:
+            # graphlib names the cycle backwards along predecessor links: reverse it to edge order.
+            cycle: list[str] = list(reversed(exc.args[1]))
+        yield cycle
+        source, target = cycle[-2], cycle[-1]
+        remaining[source] = [t for t in remaining[source] if t != target]
+
+
 def _cycles(graph: dict[str, list[tuple[str, DocPath]]], index: dict[str, int]) -> list[Finding]:
     """One finding per distinct cycle, at the edge that closes it."""
     findings: list[Finding] = []
     edges = {source: [t for t, _ in targets if t in index] for source, targets in graph.items()}
     reported: set[frozenset[str]] = set()
-    while True:
-        sorter = graphlib.TopologicalSorter(edges)
-        try:
-            sorter.prepare()
-            return findings
-        except graphlib.CycleError as exc:
-            # graphlib names the cycle backwards along predecessor links: reverse it to edge order.
-            cycle = list(reversed(exc.args[1]))
+    for cycle in cycles(edges):
         closing_source, closing_target = cycle[-2], cycle[-1]
         path: DocPath = ("nodes", index[closing_source])
         for target, target_path in graph[closing_source]:
@@ -173,5 +201,4 @@ def _cycles(graph: dict[str, list[tuple[str, DocPath]]], index: dict[str, int]) 
                     path,
                 )
             )
-        # Cut the closing edge and look again, so every independent cycle is reported.
-        edges[closing_source] = [t for t in edges[closing_source] if t != closing_target]
+    return findings

@@ -14,6 +14,7 @@ import functools
 import zoneinfo
 from typing import TYPE_CHECKING
 
+from runner.spec import structure
 from runner.spec.diagnostics import Finding
 from runner.spec.model import ScheduleTrigger, Workflow
 
@@ -150,21 +151,8 @@ def _timezones() -> list[str]:
 
 def check(workflow: Workflow) -> list[Finding]:
     """Duplicate trigger ids, and each schedule's cron expression and time zone."""
-    findings: list[Finding] = []
-    first_index: dict[str, int] = {}
+    _, findings = structure.duplicate_ids([t.id for t in workflow.triggers], "triggers")
     for k, trigger in enumerate(workflow.triggers):
-        if trigger.id in first_index:
-            first = first_index[trigger.id]
-            findings.append(
-                Finding(
-                    "duplicate-trigger-id",
-                    f"trigger id `{trigger.id}` is already used by triggers[{first}]; "
-                    "trigger ids must be unique in a workflow",
-                    ("triggers", k, "id"),
-                )
-            )
-        else:
-            first_index[trigger.id] = k
         if not isinstance(trigger, ScheduleTrigger):
             continue
         error = cron_error(trigger.cron)

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from runner.credentials import masking
 from runner.errors import LeaseLost
+from runner.store import translation
+from runner.store.database import Connection
 
-LEASE_LOST_SQLSTATE = "DWL01"  # raised by dwf_hold_lease (migration 0002)
+LEASE_LOST_SQLSTATE = translation.LEASE_LOST_SQLSTATE  # raised by dwf_hold_lease (migration 0002)
 _APPLY = "SELECT dwf_apply(%s, %s, %s, %s)"
 
 
@@ -41,14 +42,8 @@ class Batch:
         self, node_id: str, attempt: int, action_type: str | None, parameters: Any
     ) -> None:
         """A node's attempt begins (row Running)."""
-        self.ops.append(
-            {
-                "op": "start_attempt",
-                "node": node_id,
-                "attempt": attempt,
-                "type": action_type,
-                "params": parameters,
-            }
+        self._add(
+            "start_attempt", node=node_id, attempt=attempt, type=action_type, params=parameters
         )
         self.event("NodeStarted", node_id, attempt)
 
@@ -64,16 +59,14 @@ class Batch:
     ) -> None:
         """A running attempt ended; fenced so only a Running row changes. `reused`: its
         outputs came from an earlier execution with the same idempotency key."""
-        self.ops.append(
-            {
-                "op": "finish_attempt",
-                "node": node_id,
-                "attempt": attempt,
-                "status": status,
-                "outputs": outputs,
-                "error": error,
-                "reused": reused,
-            }
+        self._add(
+            "finish_attempt",
+            node=node_id,
+            attempt=attempt,
+            status=status,
+            outputs=outputs,
+            error=error,
+            reused=reused,
         )
 
     def record_attempt(
@@ -89,31 +82,27 @@ class Batch:
         reused: bool = False,
     ) -> None:
         """An attempt that starts and ends at once: Skipped (attempt 0), reused or refused."""
-        self.ops.append(
-            {
-                "op": "record_attempt",
-                "node": node_id,
-                "attempt": attempt,
-                "type": action_type,
-                "status": status,
-                "params": parameters,
-                "outputs": outputs,
-                "error": error,
-                "reused": reused,
-            }
+        self._add(
+            "record_attempt",
+            node=node_id,
+            attempt=attempt,
+            type=action_type,
+            status=status,
+            params=parameters,
+            outputs=outputs,
+            error=error,
+            reused=reused,
         )
 
     def fail_running_attempts(self, error: Any) -> None:
         """Every attempt still Running ends Failed with this error (its worker is gone)."""
-        self.ops.append({"op": "fail_running", "error": error})
+        self._add("fail_running", error=error)
 
     def event(
         self, kind: str, node_id: str | None = None, attempt: int | None = None, **data: Any
     ) -> None:
         """An entry of the execution's event log."""
-        self.ops.append(
-            {"op": "event", "kind": kind, "node": node_id, "attempt": attempt, "data": data}
-        )
+        self._add("event", kind=kind, node=node_id, attempt=attempt, data=data)
 
     def link(
         self,
@@ -129,24 +118,22 @@ class Batch:
         outputs: Any,
     ) -> None:
         """A resource an action created (and the outputs to reuse for its idempotency key)."""
-        self.ops.append(
-            {
-                "op": "link",
-                "workflow": workflow_id,
-                "node": node_id,
-                "attempt": attempt,
-                "key": idempotency_key,
-                "system": system,
-                "resourceType": resource_type,
-                "externalId": external_id,
-                "url": url,
-                "outputs": outputs,
-            }
+        self._add(
+            "link",
+            workflow=workflow_id,
+            node=node_id,
+            attempt=attempt,
+            key=idempotency_key,
+            system=system,
+            resourceType=resource_type,
+            externalId=external_id,
+            url=url,
+            outputs=outputs,
         )
 
     def start_execution(self, variables: Any) -> None:
         """Pending -> Running, with the rendered vars."""
-        self.ops.append({"op": "start_execution", "vars": variables})
+        self._add("start_execution", vars=variables)
         self.event("ExecutionStarted")
 
     def finish_execution(
@@ -162,32 +149,27 @@ class Batch:
         parent = None if parent_execution_id is None else str(parent_execution_id)
         # The event first: it must be in the log before a woken parent can read it.
         self.event(f"Execution{status}", error=error)
-        self.ops.append(
-            {
-                "op": "finish_execution",
-                "status": status,
-                "outputs": outputs,
-                "error": error,
-                "parent": parent,
-            }
-        )
+        self._add("finish_execution", status=status, outputs=outputs, error=error, parent=parent)
 
     def park(self) -> None:
         """Give up the lease and the worker slot until a child this execution waits for ends."""
-        self.ops.append({"op": "park"})
+        self._add("park")
         self.event("ExecutionParked")
 
     def dead_letter(self, deliveries: int, reason: str, owner: str | None) -> None:
         """Record the execution in `dead_letters` (once)."""
-        self.ops.append(
-            {"op": "dead_letter", "deliveries": deliveries, "reason": reason, "owner": owner}
-        )
+        self._add("dead_letter", deliveries=deliveries, reason=reason, owner=owner)
+
+    def _add(self, op: str, **fields: Any) -> None:
+        # The keys are what `dwf_apply` (migration 0007) reads.
+        fields["op"] = op
+        self.ops.append(fields)
 
     def __bool__(self) -> bool:
         return bool(self.ops)
 
 
-async def commit(conn: AsyncConnection, batch: Batch) -> None:
+async def commit(conn: Connection, batch: Batch) -> None:
     """Apply a batch as its own transaction: one statement in autocommit, so a transition costs
     one round trip and one commit (inside a caller's open transaction: a savepoint of it)."""
     if not batch.ops:

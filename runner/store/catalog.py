@@ -7,27 +7,21 @@ what the most recently started runner can run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg
-import structlog
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from runner.actions import registry
-from runner.actions.registry import CatalogEntry
-from runner.errors import ActionRegistryError
-from runner.store.database import Database
-
-_log = structlog.get_logger("runner.store")
+from runner.store.database import Connection
 
 
-async def publish(conn: AsyncConnection, entries: Sequence[CatalogEntry]) -> None:
-    """Write `entries` as the whole catalog (call inside a transaction)."""
+async def publish(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Write `entries` (rows: action_type, connector, version, description, parameters_schema,
+    outputs_schema, package, package_version, entry_point) as the whole catalog (call inside a
+    transaction)."""
     # One writer at a time: replicas starting together would otherwise interleave deletes.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dwf_action_catalog'))")
-    connectors = sorted({(e.connector, e.package, e.package_version) for e in entries})
+    connectors = sorted({(e["connector"], e["package"], e["package_version"]) for e in entries})
     async with conn.cursor() as cur:
         await cur.executemany(
             """
@@ -41,7 +35,8 @@ async def publish(conn: AsyncConnection, entries: Sequence[CatalogEntry]) -> Non
             """
             INSERT INTO action_catalog (action_type, connector, package, version, description,
                 parameters_schema, outputs_schema, entry_point)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            VALUES (%(action_type)s, %(connector)s, %(package)s, %(version)s, %(description)s,
+                %(parameters_schema)s, %(outputs_schema)s, %(entry_point)s)
             ON CONFLICT (action_type) DO UPDATE SET connector = EXCLUDED.connector,
                 package = EXCLUDED.package, version = EXCLUDED.version,
                 description = EXCLUDED.description,
@@ -50,22 +45,17 @@ async def publish(conn: AsyncConnection, entries: Sequence[CatalogEntry]) -> Non
                 entry_point = EXCLUDED.entry_point, updated_at = now()
             """,
             [
-                (
-                    e.action_type,
-                    e.connector,
-                    e.package,
-                    e.version,
-                    e.description,
-                    Jsonb(dict(e.parameters_schema)),
-                    Jsonb(dict(e.outputs_schema)),
-                    e.entry_point,
-                )
+                {
+                    **e,
+                    "parameters_schema": Jsonb(dict(e["parameters_schema"])),
+                    "outputs_schema": Jsonb(dict(e["outputs_schema"])),
+                }
                 for e in entries
             ],
         )
     await conn.execute(
         "DELETE FROM action_catalog WHERE NOT (action_type = ANY(%s))",
-        ([e.action_type for e in entries],),
+        ([e["action_type"] for e in entries],),
     )
     await conn.execute(
         "DELETE FROM connectors c WHERE NOT EXISTS (SELECT 1 FROM action_catalog a"
@@ -73,7 +63,7 @@ async def publish(conn: AsyncConnection, entries: Sequence[CatalogEntry]) -> Non
     )
 
 
-async def read(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def read(conn: Connection) -> list[dict[str, Any]]:
     """The catalog, one dict per action type (with its connector's package), by type."""
     cur = await conn.execute(
         """
@@ -84,23 +74,3 @@ async def read(conn: AsyncConnection) -> list[dict[str, Any]]:
         """
     )
     return list(await cur.fetchall())
-
-
-async def publish_registry(db: Database) -> int:
-    """Publish this runner's registry as the catalog (at start); how many types it wrote.
-
-    A plugin that fails to load is logged and the catalog is left as it was: the runner still
-    starts and runs every other action type.
-    """
-    try:
-        entries = registry.catalog()
-    except ActionRegistryError as exc:
-        _log.error("action catalog not published", error=str(exc))
-        return 0
-    try:
-        async with db.transaction() as conn:
-            await publish(conn, entries)
-    except psycopg.Error as exc:  # e.g. started with migrations pending: /ready says so
-        _log.warning("action catalog not published", error=str(exc))
-        return 0
-    return len(entries)

@@ -7,12 +7,17 @@
 `open` resolves the URL (`settings.database_url`, else the embedded server), checks that it
 answers, applies pending migrations and opens the pool; leaving the block closes the pool, and any
 use outside it raises `DatabaseClosed`. Rows are dicts.
+
+The blocks are the boundary to the driver: a psycopg error escaping `open`, `connection`,
+`transaction` or `listener` leaves it as `DatabaseUnavailable` (cannot be reached now) or
+`QueryError` (the statement's own failure), raised `from` it (`runner.store.translation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,11 +25,11 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from runner.errors import DatabaseClosed, StoreError
 from runner.settings import Settings
-from runner.store import embedded, migrations
+from runner.store import embedded, migrations, translation
 
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 DEFAULT_POOL_WAIT_SECONDS = 30.0
@@ -41,6 +46,8 @@ class Database:
         self._url = url
         self._pool: AsyncConnectionPool[Connection] | None = None
         self.url_for_display = display_url(url)
+        self._password = _password(url)
+        self._connect_options: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -67,20 +74,23 @@ class Database:
 
         With `autocommit`, each statement is its own transaction: a single-statement write
         then costs one round trip instead of three (BEGIN, the statement, COMMIT).
+
+        A psycopg error escaping the block (or its commit) leaves it as DatabaseUnavailable
+        or QueryError (`runner.store.translation`); every other exception passes untouched.
         """
         pool = self._require_open()
         try:
             conn = await pool.getconn()
-        except PoolTimeout as exc:
-            raise StoreError(
-                f"no connection to {self.url_for_display} became free or could be made within "
-                f"{pool.timeout:g} s (pool of {pool.max_size}): {exc}"
-            ) from exc
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
         try:
             if autocommit:
                 await conn.set_autocommit(True)
             async with conn:  # commit or roll back; a pooled connection is not closed here
                 yield conn
+        except psycopg.Error as exc:
+            # Judged before putconn: the pool may close a healthy connection it takes back.
+            raise self._translate(exc, connection_lost=conn.closed) from exc
         finally:
             if autocommit and not conn.closed:
                 with contextlib.suppress(psycopg.Error):
@@ -89,23 +99,28 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        """A pooled connection inside a transaction: committed on exit, rolled back on error."""
+        """A pooled connection inside a transaction: committed on exit, rolled back on error.
+        Errors are translated as in `connection`."""
         async with self.connection() as conn, conn.transaction():
             yield conn
 
     @contextlib.asynccontextmanager
     async def listener(self, *channels: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A dedicated connection (outside the pool) LISTENing on `channels`; read its
-        `notifies()`. StoreError when it cannot connect."""
+        `notifies()`. DatabaseUnavailable when it cannot connect or loses the connection."""
         self._require_open()
         try:
-            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, **self._connect_options
+            )
         except psycopg.Error as exc:
-            raise StoreError(f"cannot listen on {self.url_for_display}: {exc}") from exc
+            raise self._translate(exc, connecting=True) from exc
         try:
             for channel in channels:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             yield conn
+        except psycopg.Error as exc:
+            raise self._translate(exc, connection_lost=conn.closed) from exc
         finally:
             await conn.close()
 
@@ -118,42 +133,74 @@ class Database:
 
     async def _open(self, pool_max_size: int, *, migrate: bool) -> None:
         params = _params(self._url)
-        timeout = {} if "connect_timeout" in params else {"connect_timeout": _CONNECT_TIMEOUT}
+        timeout = self._connect_options = _connect_options(params)
         # One direct connection first: it fails fast with libpq's own reason (the pool would
         # retry until its timeout and then report only that it timed out), and it migrates.
         try:
             conn = await psycopg.AsyncConnection.connect(self._url, **timeout)
         except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot connect to Postgres at {self.url_for_display}: "
-                f"{_scrub(' '.join(str(exc).split()), params)}"  # libpq's lines, as one line
-            ) from exc
-        async with conn:
-            if migrate:
-                await migrations.apply(conn)
+            raise self._translate(exc, connecting=True) from exc
+        try:
+            async with conn:
+                if migrate:
+                    await migrations.apply(conn)
+        except psycopg.Error as exc:
+            raise self._translate(exc, connection_lost=conn.closed) from exc
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self._url,
             min_size=1,
             max_size=max(1, pool_max_size),
             kwargs={"autocommit": False, "row_factory": dict_row, **timeout},
+            # Checked as it is lent, so a connection whose backend was terminated (or whose
+            # server restarted) while it sat idle is replaced instead of failing the caller's
+            # first statement; the check costs a round trip only when the idle socket has
+            # something to read (see `_check_idle`).
+            check=_check_idle,
             timeout=DEFAULT_POOL_WAIT_SECONDS,
             name=POOL_NAME,
             open=False,
         )
         try:
             await pool.open(wait=True, timeout=DEFAULT_CONNECT_TIMEOUT_SECONDS)
-        except PoolTimeout as exc:
+        except psycopg.Error as exc:
             await pool.close()
-            raise StoreError(
-                f"cannot open a connection pool to {self.url_for_display} within "
-                f"{DEFAULT_CONNECT_TIMEOUT_SECONDS} s: {exc}"
-            ) from exc
+            raise self._translate(exc) from exc
         self._pool = pool
+
+    def _translate(
+        self, exc: psycopg.Error, *, connecting: bool = False, connection_lost: bool = False
+    ) -> StoreError:
+        return translation.translate(
+            exc,
+            self.url_for_display,
+            connecting=connecting,
+            connection_lost=connection_lost,
+            password=self._password,
+        )
 
     async def _close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+async def _check_idle(conn: Connection) -> None:
+    """Raise when a pooled connection is dead. An idle connection's socket is readable only
+    when the server said something unasked: a termination notice (57P01) before it closed, or
+    the close itself. Only then is an empty query sent, which raises for a dead connection; a
+    quiet socket costs no round trip (psycopg_pool's own check sends a query every time, one
+    more commit per checkout, which doubled the commits of an execution)."""
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _connect_options(params: dict[str, Any]) -> dict[str, Any]:
+    """libpq's connect timeout, unless the URL sets its own: an unreachable host fails in
+    seconds instead of hanging on the operating system's TCP timeout."""
+    return {} if "connect_timeout" in params else {"connect_timeout": _CONNECT_TIMEOUT}
 
 
 def display_url(url: str) -> str:
@@ -185,7 +232,9 @@ def _params(url: str) -> dict[str, Any]:
         ) from None
 
 
-def _scrub(message: str, params: dict[str, Any]) -> str:
-    """`message` without the password, should a driver message ever quote it."""
-    password = str(params.get("password") or "")
-    return message.replace(password, "***") if len(password) >= 4 else message
+def _password(url: str) -> str:
+    """The URL's password, to mask should a driver message quote it ("" when none or invalid)."""
+    try:
+        return str(conninfo_to_dict(url).get("password") or "")
+    except psycopg.ProgrammingError:
+        return ""

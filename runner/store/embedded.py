@@ -42,7 +42,7 @@ def embedded_url(home: Path) -> str:
                 f"cannot start the embedded Postgres in {pgdata}: {exc} (its log is "
                 f"{pgdata / 'log'}); set DWF_DATABASE_URL to use another server"
             ) from exc
-        return server.get_uri()
+        return str(server.get_uri())
 
 
 def stop(home: Path) -> bool:
@@ -90,7 +90,7 @@ def _running_url(pgdata: Path) -> str | None:
         return None
     if info is None or not info.is_running() or info.status != "ready":
         return None
-    return info.get_uri()
+    return str(info.get_uri())
 
 
 def _pgserver() -> ModuleType:

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from psycopg import AsyncConnection
-
+from runner.store.database import Connection
 from runner.store.rows import FromRow
 
 ExecutionStatus = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
@@ -102,7 +101,7 @@ class NewExecution:
 
 
 async def by_requests(
-    conn: AsyncConnection, keys: Sequence[tuple[str, str, str]]
+    conn: Connection, keys: Sequence[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], ExecutionRow]:
     """The executions some (tenant, workflow, request id) started, by that key (absent: none)."""
     if not keys:
@@ -123,7 +122,7 @@ async def by_requests(
     }
 
 
-async def get(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> ExecutionRow | None:
+async def get(conn: Connection, tenant: str, execution_id: uuid.UUID) -> ExecutionRow | None:
     """The execution, or None (also for another tenant's)."""
     cur = await conn.execute(
         "SELECT * FROM workflow_executions WHERE tenant = %s AND execution_id = %s",
@@ -133,7 +132,7 @@ async def get(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> Ex
     return None if row is None else ExecutionRow.from_row(row)
 
 
-async def ended(conn: AsyncConnection, execution_ids: Sequence[uuid.UUID]) -> list[ExecutionRow]:
+async def ended(conn: Connection, execution_ids: Sequence[uuid.UUID]) -> list[ExecutionRow]:
     """Those of the given executions that have ended."""
     cur = await conn.execute(
         "SELECT * FROM workflow_executions WHERE execution_id = ANY(%s)"
@@ -143,7 +142,7 @@ async def ended(conn: AsyncConnection, execution_ids: Sequence[uuid.UUID]) -> li
     return [ExecutionRow.from_row(r) for r in await cur.fetchall()]
 
 
-async def children(conn: AsyncConnection, parent_execution_id: uuid.UUID) -> list[ExecutionRow]:
+async def children(conn: Connection, parent_execution_id: uuid.UUID) -> list[ExecutionRow]:
     """The subworkflow executions an execution started."""
     cur = await conn.execute(
         "SELECT * FROM workflow_executions WHERE parent_execution_id = %s", (parent_execution_id,)
@@ -151,7 +150,7 @@ async def children(conn: AsyncConnection, parent_execution_id: uuid.UUID) -> lis
     return [ExecutionRow.from_row(r) for r in await cur.fetchall()]
 
 
-async def awaited_children(conn: AsyncConnection, execution_id: uuid.UUID) -> list[uuid.UUID]:
+async def awaited_children(conn: Connection, execution_id: uuid.UUID) -> list[uuid.UUID]:
     """The unfinished subworkflow executions an execution waits for (their node still runs)."""
     cur = await conn.execute(
         """
@@ -166,7 +165,7 @@ async def awaited_children(conn: AsyncConnection, execution_id: uuid.UUID) -> li
     return [r["execution_id"] for r in await cur.fetchall()]
 
 
-async def attempts(conn: AsyncConnection, execution_id: uuid.UUID) -> list[AttemptRow]:
+async def attempts(conn: Connection, execution_id: uuid.UUID) -> list[AttemptRow]:
     """Every attempt row of an execution, in the order they started."""
     cur = await conn.execute(
         "SELECT * FROM action_executions WHERE execution_id = %s ORDER BY action_execution_id",
@@ -176,7 +175,7 @@ async def attempts(conn: AsyncConnection, execution_id: uuid.UUID) -> list[Attem
 
 
 async def events(
-    conn: AsyncConnection, execution_id: uuid.UUID, after: int = 0, limit: int = 1000
+    conn: Connection, execution_id: uuid.UUID, after: int = 0, limit: int = 1000
 ) -> list[EventRow]:
     """An execution's events after event id `after`, oldest first."""
     cur = await conn.execute(
@@ -188,7 +187,7 @@ async def events(
 
 
 async def list_page(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant: str,
     *,
     workflow_id: str | None = None,
@@ -241,7 +240,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ValueError(f"cursor {cursor!r} is not valid; use the `nextCursor` of a page") from exc
 
 
-async def request_cancel(conn: AsyncConnection, tenant: str, execution_id: uuid.UUID) -> bool:
+async def request_cancel(conn: Connection, tenant: str, execution_id: uuid.UUID) -> bool:
     """Mark a Pending or Running execution for cancellation; False when it already ended."""
     cur = await conn.execute(
         """
@@ -255,7 +254,7 @@ async def request_cancel(conn: AsyncConnection, tenant: str, execution_id: uuid.
 
 
 async def reusable_outputs(
-    conn: AsyncConnection, tenant: str, workflow_id: str, node_id: str, key: str
+    conn: Connection, tenant: str, workflow_id: str, node_id: str, key: str
 ) -> dict[str, Any] | None:
     """The outputs recorded with the newest resource link for this idempotency key, or None."""
     cur = await conn.execute(

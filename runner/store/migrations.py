@@ -19,6 +19,7 @@ import psycopg.rows
 from psycopg import AsyncConnection
 
 from runner.errors import MigrationError, UsageError
+from runner.store import translation
 
 MIGRATIONS_PACKAGE = "runner.store"
 MIGRATIONS_FOLDER = "migrations"
@@ -139,6 +140,8 @@ async def apply(conn: AsyncConnection[Any]) -> list[str]:
                         _INSERT_APPLIED, (migration.version, migration.name, migration.checksum)
                     )
             except psycopg.Error as exc:
+                if translation.is_unavailable(exc, connection_lost=conn.closed):
+                    raise  # not the file's fault: the caller's block says the database is gone
                 raise MigrationError(
                     f"{migration.path} failed and was rolled back: {exc}; fix the file (it was "
                     "never applied) and run `dwf db migrate` again"

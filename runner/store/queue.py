@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runner.credentials import masking
 from runner.store import batch as batch_store
 from runner.store import executions
 from runner.store.batch import Batch
+from runner.store.database import Connection
 from runner.store.executions import ExecutionRow, NewExecution
 
 QUEUE_CHANNEL = "dwf_queue"  # payload: empty; "there may be work"
@@ -39,7 +39,7 @@ class Claim:
 
 
 async def enqueue(
-    conn: AsyncConnection,
+    conn: Connection,
     new: NewExecution,
     *,
     claimed_by: str | None = None,
@@ -71,7 +71,7 @@ async def enqueue(
 
 
 async def enqueue_many(
-    conn: AsyncConnection,
+    conn: Connection,
     items: Sequence[tuple[NewExecution, int | None]],
     *,
     claimed_by: str | None = None,
@@ -181,7 +181,7 @@ async def enqueue_many(
 
 
 async def claim(
-    conn: AsyncConnection,
+    conn: Connection,
     owner: str,
     limit: int,
     lease_seconds: float,
@@ -242,7 +242,7 @@ async def claim(
 
 
 async def renew(
-    conn: AsyncConnection, owner: str, lease_seconds: float, execution_ids: list[uuid.UUID]
+    conn: Connection, owner: str, lease_seconds: float, execution_ids: list[uuid.UUID]
 ) -> set[uuid.UUID]:
     """Extend this worker's leases on the executions it is running; returns those it still
     holds. Only those: a lease it holds on something it no longer runs is left to expire."""
@@ -259,7 +259,7 @@ async def renew(
     return held
 
 
-async def release(conn: AsyncConnection, execution_id: uuid.UUID, owner: str) -> None:
+async def release(conn: Connection, execution_id: uuid.UUID, owner: str) -> None:
     """Give an execution back (a worker shutting down): claimable at once, not a failed delivery."""
     await conn.execute(
         """
@@ -273,13 +273,13 @@ async def release(conn: AsyncConnection, execution_id: uuid.UUID, owner: str) ->
     await conn.commit()
 
 
-async def drop(conn: AsyncConnection, execution_id: uuid.UUID) -> None:
+async def drop(conn: Connection, execution_id: uuid.UUID) -> None:
     """Remove a queue row (its execution ended, or is gone)."""
     await conn.execute("DELETE FROM execution_queue WHERE execution_id = %s", (execution_id,))
     await conn.commit()
 
 
-async def request_cancel(conn: AsyncConnection, execution_id: uuid.UUID) -> bool:
+async def request_cancel(conn: Connection, execution_id: uuid.UUID) -> bool:
     """Tell every worker (in the caller's transaction), and unpark a waiting execution so a
     worker picks it up and cancels it. True when it was parked: then no worker runs it to
     cancel the children it waits for, and the caller does (`Conductor.cancel`)."""
@@ -294,7 +294,7 @@ async def request_cancel(conn: AsyncConnection, execution_id: uuid.UUID) -> bool
     return parked
 
 
-async def sweep_waiting(conn: AsyncConnection) -> int:
+async def sweep_waiting(conn: Connection) -> int:
     """Unpark waiting executions one of whose awaited children ended: a safety net for a wake-up
     lost in the narrow race between a parent parking and its child ending."""
     cur = await conn.execute(
@@ -315,7 +315,7 @@ async def sweep_waiting(conn: AsyncConnection) -> int:
     return count
 
 
-async def dead_letter(conn: AsyncConnection, claim: Claim, owner: str, reason: str) -> None:
+async def dead_letter(conn: Connection, claim: Claim, owner: str, reason: str) -> None:
     """Give up on an execution that keeps killing or losing its workers: it ends Failed."""
     batch = Batch(claim.tenant, claim.execution_id, lease_owner=owner)
     error = {"type": "DeadLettered", "message": reason, "nodeId": None}

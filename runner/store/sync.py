@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from runner.store.database import Connection
 from runner.store.rows import FromRow
+from runner.store.workflows import WorkflowStatus
 
 SyncStatus = Literal["running", "applied", "unchanged", "failed", "refused"]
 SyncReason = Literal["start", "interval", "webhook", "cli"]
@@ -49,14 +50,14 @@ class CurrentRow(FromRow):
     """A workflow with the checksum and source path of its current version."""
 
     workflow_id: str
-    status: str
+    status: WorkflowStatus
     managed_by: str
     current_version: int | None
     checksum: str | None
     source_path: str | None
 
 
-async def try_lock(conn: AsyncConnection, tenant: str) -> bool:
+async def try_lock(conn: Connection, tenant: str) -> bool:
     """Take the tenant's sync lock for this session if it is free (a session lock: it outlives
     transactions, and the server drops it if the connection dies)."""
     cur = await conn.execute(
@@ -66,18 +67,18 @@ async def try_lock(conn: AsyncConnection, tenant: str) -> bool:
     return bool(row and row["got"])
 
 
-async def lock(conn: AsyncConnection, tenant: str) -> None:
+async def lock(conn: Connection, tenant: str) -> None:
     """Wait for the tenant's sync lock (see `try_lock`)."""
     await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (SYNC_LOCK_NAMESPACE, tenant))
 
 
-async def unlock(conn: AsyncConnection, tenant: str) -> None:
+async def unlock(conn: Connection, tenant: str) -> None:
     """Give the tenant's sync lock back."""
     await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (SYNC_LOCK_NAMESPACE, tenant))
 
 
 async def start_run(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     tenant: str,
     repo: str,
@@ -109,7 +110,7 @@ async def start_run(
 
 
 async def finish_run(
-    conn: AsyncConnection,
+    conn: Connection,
     sync_id: int,
     *,
     status: SyncStatus,
@@ -141,7 +142,7 @@ async def finish_run(
     return SyncRunRow.from_row(row)
 
 
-async def recent_runs(conn: AsyncConnection, tenant: str, limit: int = 20) -> list[SyncRunRow]:
+async def recent_runs(conn: Connection, tenant: str, limit: int = 20) -> list[SyncRunRow]:
     """The tenant's latest sync runs, newest first."""
     cur = await conn.execute(
         "SELECT * FROM sync_runs WHERE tenant = %s ORDER BY sync_id DESC LIMIT %s",
@@ -150,7 +151,7 @@ async def recent_runs(conn: AsyncConnection, tenant: str, limit: int = 20) -> li
     return [SyncRunRow.from_row(r) for r in await cur.fetchall()]
 
 
-async def synced_since(conn: AsyncConnection, tenant: str, since: datetime) -> SyncRunRow | None:
+async def synced_since(conn: Connection, tenant: str, since: datetime) -> SyncRunRow | None:
     """A sync that started at or after `since` and ended applied or unchanged, if any: it
     already saw whatever was pushed before `since`."""
     cur = await conn.execute(
@@ -165,7 +166,7 @@ async def synced_since(conn: AsyncConnection, tenant: str, since: datetime) -> S
     return None if row is None else SyncRunRow.from_row(row)
 
 
-async def request_sync(conn: AsyncConnection, tenant: str) -> datetime:
+async def request_sync(conn: Connection, tenant: str) -> datetime:
     """Wake the replicas that sync (a push webhook); returns the database time of the request.
     Delivered when the transaction commits."""
     cur = await conn.execute("SELECT now() AS at")
@@ -173,10 +174,11 @@ async def request_sync(conn: AsyncConnection, tenant: str) -> datetime:
     assert row is not None
     payload = json.dumps({"tenant": tenant, "at": row["at"].isoformat()})
     await conn.execute("SELECT pg_notify(%s, %s)", (SYNC_CHANNEL, payload))
-    return row["at"]
+    at: datetime = row["at"]
+    return at
 
 
-async def current_state(conn: AsyncConnection, tenant: str) -> list[CurrentRow]:
+async def current_state(conn: Connection, tenant: str) -> list[CurrentRow]:
     """Every workflow of the tenant with its current version's checksum and source path."""
     cur = await conn.execute(
         """
@@ -192,7 +194,7 @@ async def current_state(conn: AsyncConnection, tenant: str) -> list[CurrentRow]:
     return [CurrentRow.from_row(r) for r in await cur.fetchall()]
 
 
-async def webhook_paths(conn: AsyncConnection, tenant: str) -> dict[str, str]:
+async def webhook_paths(conn: Connection, tenant: str) -> dict[str, str]:
     """Each webhook path the tenant serves, and the workflow that serves it."""
     cur = await conn.execute(
         "SELECT webhook_path, workflow_id FROM workflow_triggers"

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from runner.errors import Conflict
+from runner.store.database import Connection
 from runner.store.rows import FromRow
 
 TRIGGERS_CHANNEL = "dwf_triggers"  # payload: a tenant whose triggers changed
@@ -45,7 +45,7 @@ class TriggerRow(FromRow):
     active_since: datetime
 
 
-async def follow(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[TriggerRow]:
+async def follow(conn: Connection, tenant: str, workflow_id: str) -> list[TriggerRow]:
     """Make the workflow's trigger rows those of its current version when Active, else none.
 
     A trigger id kept across versions keeps its row (and fire cursor). A webhook path another
@@ -62,6 +62,7 @@ async def follow(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[T
     )
     row = await cur.fetchone()
     declared: list[dict[str, Any]] = []
+    version = None if row is None else row["current_version"]
     if row is not None and row["status"] == "Active" and row["definition"] is not None:
         declared = [
             t
@@ -97,7 +98,7 @@ async def follow(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[T
                         tenant,
                         workflow_id,
                         trigger["id"],
-                        row["current_version"],
+                        version,
                         trigger.get("type"),
                         Jsonb(trigger),
                         trigger.get("enabled", True) is not False,
@@ -116,7 +117,7 @@ async def follow(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[T
     return kept
 
 
-async def webhook_owner(conn: AsyncConnection, tenant: str, path: str) -> str | None:
+async def webhook_owner(conn: Connection, tenant: str, path: str) -> str | None:
     """The workflow whose Active version serves this webhook path, or None."""
     cur = await conn.execute(
         "SELECT workflow_id FROM workflow_triggers WHERE tenant = %s AND webhook_path = %s",
@@ -126,7 +127,7 @@ async def webhook_owner(conn: AsyncConnection, tenant: str, path: str) -> str | 
     return None if found is None else found["workflow_id"]
 
 
-async def for_workflow(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[TriggerRow]:
+async def for_workflow(conn: Connection, tenant: str, workflow_id: str) -> list[TriggerRow]:
     """The trigger rows of one workflow, by trigger id."""
     cur = await conn.execute(
         "SELECT * FROM workflow_triggers WHERE tenant = %s AND workflow_id = %s"
@@ -136,7 +137,7 @@ async def for_workflow(conn: AsyncConnection, tenant: str, workflow_id: str) -> 
     return [TriggerRow.from_row(r) for r in await cur.fetchall()]
 
 
-async def of_type(conn: AsyncConnection, type_: TriggerType) -> list[TriggerRow]:
+async def of_type(conn: Connection, type_: TriggerType) -> list[TriggerRow]:
     """Every trigger row of one type, across tenants (what the scheduler loads)."""
     cur = await conn.execute(
         "SELECT * FROM workflow_triggers WHERE type = %s ORDER BY tenant, workflow_id, trigger_id",
@@ -146,7 +147,7 @@ async def of_type(conn: AsyncConnection, type_: TriggerType) -> list[TriggerRow]
 
 
 async def set_status(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant: str,
     workflow_id: str,
     trigger_id: str,
@@ -170,7 +171,7 @@ async def set_status(
     return await cur.fetchone() is not None
 
 
-async def webhook_route(conn: AsyncConnection, tenant: str, path: str) -> TriggerRow | None:
+async def webhook_route(conn: Connection, tenant: str, path: str) -> TriggerRow | None:
     """The enabled webhook trigger of an Active workflow serving `path`, or None."""
     cur = await conn.execute(
         """
@@ -209,7 +210,7 @@ class FireRow(FromRow):
 
 
 async def claim_fires(
-    conn: AsyncConnection, fires: Sequence[tuple[TriggerRow, datetime]], replica: str
+    conn: Connection, fires: Sequence[tuple[TriggerRow, datetime]], replica: str
 ) -> dict[tuple[str, str, str, datetime], int]:
     """Take the decision about scheduled times of schedules, in one statement: the fire log row
     id of each one this transaction now decides, by (tenant, workflow, trigger, scheduled time);
@@ -261,7 +262,7 @@ class Settled:
     execution_id: uuid.UUID | None = None
 
 
-async def settle_fires(conn: AsyncConnection, settled: Sequence[Settled]) -> None:
+async def settle_fires(conn: Connection, settled: Sequence[Settled]) -> None:
     """Write claimed fires' outcomes and advance each trigger's cursor to its latest scheduled
     time, in the caller's transaction (the one that started their executions), one statement."""
     if not settled:
@@ -303,7 +304,7 @@ async def settle_fires(conn: AsyncConnection, settled: Sequence[Settled]) -> Non
 
 
 async def record_missed(
-    conn: AsyncConnection,
+    conn: Connection,
     trigger: TriggerRow,
     scheduled_at: datetime,
     reason: str,
@@ -347,7 +348,7 @@ async def record_missed(
 
 
 async def record_delivery(
-    conn: AsyncConnection,
+    conn: Connection,
     trigger: TriggerRow,
     outcome: FireOutcome,
     replica: str,
@@ -368,7 +369,7 @@ async def record_delivery(
 
 
 async def running_for(
-    conn: AsyncConnection, rows: Sequence[TriggerRow], exclude: Sequence[uuid.UUID] = ()
+    conn: Connection, rows: Sequence[TriggerRow], exclude: Sequence[uuid.UUID] = ()
 ) -> dict[tuple[str, str, str], list[uuid.UUID]]:
     """The executions some schedule triggers started that have not ended (for their overlap
     policies), oldest first, except `exclude`, by (tenant, workflow, trigger); one statement.
@@ -401,7 +402,7 @@ async def running_for(
 
 
 async def history(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant: str,
     workflow_id: str,
     *,
@@ -430,7 +431,7 @@ async def history(
 
 
 async def last_fires(
-    conn: AsyncConnection, tenant: str, workflow_id: str, per_trigger: int = 5
+    conn: Connection, tenant: str, workflow_id: str, per_trigger: int = 5
 ) -> dict[str, list[FireRow]]:
     """The newest `per_trigger` fire log rows of each of a workflow's triggers."""
     cur = await conn.execute(

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from runner.errors import Conflict, NotFound
+from runner.errors import NotFound
 from runner.store import triggers
+from runner.store.database import Connection
 from runner.store.rows import FromRow
 
 WorkflowStatus = Literal["Draft", "Active", "Archived"]
@@ -57,7 +57,7 @@ class DefinitionRow(FromRow):
         return "api"
 
 
-async def get(conn: AsyncConnection, tenant: str, workflow_id: str) -> WorkflowRow | None:
+async def get(conn: Connection, tenant: str, workflow_id: str) -> WorkflowRow | None:
     """The workflow, or None."""
     cur = await conn.execute(
         "SELECT * FROM workflows WHERE tenant = %s AND workflow_id = %s", (tenant, workflow_id)
@@ -67,7 +67,7 @@ async def get(conn: AsyncConnection, tenant: str, workflow_id: str) -> WorkflowR
 
 
 async def get_definition(
-    conn: AsyncConnection, tenant: str, workflow_id: str, version: int | None = None
+    conn: Connection, tenant: str, workflow_id: str, version: int | None = None
 ) -> DefinitionRow:
     """A version of a workflow (its current one by default); NotFound otherwise."""
     if version is None:
@@ -92,8 +92,36 @@ async def get_definition(
     return DefinitionRow.from_row(row)
 
 
+async def lock_for_version(
+    conn: Connection,
+    tenant: str,
+    workflow_id: str,
+    *,
+    source_kind: SourceKind,
+    status: WorkflowStatus,
+    display_name: str | None = None,
+) -> WorkflowRow:
+    """The workflow's row, created (managed by `source_kind`) when new, and locked until the
+    transaction ends: concurrent recorders of one workflow number versions one at a time."""
+    await conn.execute(
+        """
+        INSERT INTO workflows (tenant, workflow_id, display_name, status, managed_by)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (tenant, workflow_id) DO NOTHING
+        """,
+        (tenant, workflow_id, display_name, status, source_kind),
+    )
+    cur = await conn.execute(
+        "SELECT * FROM workflows WHERE tenant = %s AND workflow_id = %s FOR UPDATE",
+        (tenant, workflow_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return WorkflowRow.from_row(row)
+
+
 async def record_version(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     tenant: str,
     workflow_id: str,
@@ -105,40 +133,17 @@ async def record_version(
     source_repo: str | None = None,
     source_commit: str | None = None,
     source_path: str | None = None,
-) -> DefinitionRow:
-    """The version with this checksum, creating the workflow and version N+1 when new.
-
-    A workflow managed by git is not changed from another source (Conflict). The workflow's
-    current version becomes this one and its status the given one, and its trigger rows follow.
-    Run inside a transaction.
-    """
-    await conn.execute(
-        """
-        INSERT INTO workflows (tenant, workflow_id, display_name, status, managed_by)
-        VALUES (%s, %s, %s, %s, %s)
-        ON CONFLICT (tenant, workflow_id) DO NOTHING
-        """,
-        (tenant, workflow_id, display_name, status, source_kind),
-    )
-    # Lock the workflow row: concurrent recorders of one workflow number versions one at a time.
-    cur = await conn.execute(
-        "SELECT managed_by FROM workflows WHERE tenant = %s AND workflow_id = %s FOR UPDATE",
-        (tenant, workflow_id),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    if row["managed_by"] == "git" and source_kind != "git":
-        raise Conflict(
-            f"workflow {workflow_id!r} is managed by git in this database; change it in its "
-            "repository (or run it by id: `dwf run "
-            f"{workflow_id}`)"
-        )
+) -> tuple[DefinitionRow, bool]:
+    """The version with this checksum (version N+1 when new: True) becomes the workflow's
+    current one, with the given status; its trigger rows follow. Run inside a transaction,
+    after `lock_for_version` (the caller decides whether the workflow's owner allows it)."""
     cur = await conn.execute(
         "SELECT * FROM workflow_definitions"
         " WHERE tenant = %s AND workflow_id = %s AND checksum = %s",
         (tenant, workflow_id, checksum),
     )
     existing = await cur.fetchone()
+    created = existing is None
     if existing is None:
         cur = await conn.execute(
             """
@@ -162,6 +167,7 @@ async def record_version(
             ),
         )
         existing = await cur.fetchone()
+    assert existing is not None
     version = DefinitionRow.from_row(existing)
     await conn.execute(
         """
@@ -172,11 +178,11 @@ async def record_version(
         (version.version, status, display_name, tenant, workflow_id),
     )
     await triggers.follow(conn, tenant, workflow_id)
-    return version
+    return version, created
 
 
 async def get_plan(
-    conn: AsyncConnection, tenant: str, checksum: str, compiler_version: int
+    conn: Connection, tenant: str, checksum: str, compiler_version: int
 ) -> dict[str, Any] | None:
     """A stored compiled plan's JSON, or None."""
     cur = await conn.execute(
@@ -189,7 +195,7 @@ async def get_plan(
 
 
 async def put_plan(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant: str,
     checksum: str,
     compiler_version: int,
@@ -223,7 +229,7 @@ class NewVersion:
 
 
 async def record_versions(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant: str,
     items: Sequence[NewVersion],
     *,
@@ -318,7 +324,7 @@ async def record_versions(
 
 
 async def set_status(
-    conn: AsyncConnection, tenant: str, workflow_ids: Sequence[str], status: WorkflowStatus
+    conn: Connection, tenant: str, workflow_ids: Sequence[str], status: WorkflowStatus
 ) -> None:
     """Set the workflows' status (publish, archive); their trigger rows follow. Run inside a
     transaction; the caller checks the transition is allowed."""
@@ -332,7 +338,7 @@ async def set_status(
 
 
 async def list_page(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant: str,
     *,
     status: WorkflowStatus | None = None,
@@ -351,7 +357,7 @@ async def list_page(
     return [WorkflowRow.from_row(r) for r in await cur.fetchall()]
 
 
-async def versions(conn: AsyncConnection, tenant: str, workflow_id: str) -> list[DefinitionRow]:
+async def versions(conn: Connection, tenant: str, workflow_id: str) -> list[DefinitionRow]:
     """Every version of a workflow, newest first."""
     cur = await conn.execute(
         "SELECT * FROM workflow_definitions WHERE tenant = %s AND workflow_id = %s"
@@ -362,7 +368,7 @@ async def versions(conn: AsyncConnection, tenant: str, workflow_id: str) -> list
 
 
 async def current_definitions(
-    conn: AsyncConnection, tenant: str, workflow_ids: Sequence[str]
+    conn: Connection, tenant: str, workflow_ids: Sequence[str]
 ) -> dict[str, DefinitionRow]:
     """The current version of each of these workflows (those that have one), by id."""
     cur = await conn.execute(
@@ -377,9 +383,7 @@ async def current_definitions(
     return {r["workflow_id"]: DefinitionRow.from_row(r) for r in await cur.fetchall()}
 
 
-async def statuses(
-    conn: AsyncConnection, tenant: str, workflow_ids: Sequence[str]
-) -> dict[str, str]:
+async def statuses(conn: Connection, tenant: str, workflow_ids: Sequence[str]) -> dict[str, str]:
     """The status of each of these workflows that exists."""
     cur = await conn.execute(
         "SELECT workflow_id, status FROM workflows WHERE tenant = %s AND workflow_id = ANY(%s)",
@@ -389,7 +393,7 @@ async def statuses(
 
 
 async def put_plans(
-    conn: AsyncConnection, tenant: str, plans: Sequence[tuple[str, int, Mapping[str, Any]]]
+    conn: Connection, tenant: str, plans: Sequence[tuple[str, int, Mapping[str, Any]]]
 ) -> None:
     """Store many compiled plans, (checksum, compiler version, plan) each; stored ones are kept."""
     async with conn.cursor() as cur:

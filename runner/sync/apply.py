@@ -1,6 +1,7 @@
 """Apply a repository to the database: one replica at a time, every sync recorded.
 
-    syncer = Syncer(db, settings, GitSource(url, branch, folder, cache_root=home / "git"))
+    syncer = Syncer(db, settings, GitSource(url, branch, folder, cache_root=home / "git"),
+                    replica=name)
     run = await syncer.sync("cli", wait=True)      # a SyncRunRow: status, commit, per-file results
     await syncer.run(stop)                          # the daemon's sync role: at start, every
                                                     # interval, and at once on a push webhook
@@ -22,16 +23,16 @@ from typing import Any
 
 import structlog
 
-from runner.errors import DwfError, PlanError, SourceError
-from runner.plan import compiler
+from runner import versions
+from runner.errors import DwfError, SourceError
 from runner.settings import Settings
 from runner.store import sync as store
 from runner.store import workflows
-from runner.store.database import Database
+from runner.store.database import Connection, Database
 from runner.sync import check, diff
 from runner.sync.source import GitSource
 
-_log = structlog.get_logger("runner.sync")
+_log = structlog.get_logger(__name__)
 
 #: After the listener for push notices fails, wait this long before listening again.
 RELISTEN_SECONDS = 1.0
@@ -46,13 +47,11 @@ class Syncer:
         settings: Settings,
         source: GitSource,
         *,
-        replica: str | None = None,
+        replica: str,
         jobs: int | None = None,
     ) -> None:
-        from runner.engine.worker import worker_name
-
         self.db, self.settings, self.source = db, settings, source
-        self.replica = replica or worker_name()
+        self.replica = replica
         self.jobs = jobs
         self.memo = check.new_memo()  # lint results by (path, blob): resyncs lint changes only
 
@@ -106,16 +105,19 @@ class Syncer:
                 except Exception:
                     _log.exception("sync failed unexpectedly", reason=reason)
                 reason, since = "interval", None
-                waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(pushed.get())]
+                stopping = asyncio.ensure_future(stop.wait())
+                push = asyncio.ensure_future(pushed.get())
                 done, pending = await asyncio.wait(
-                    waits, timeout=self.settings.sync_interval, return_when=asyncio.FIRST_COMPLETED
-                )
+                    (stopping, push), timeout=self.settings.sync_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )  # fmt: skip
                 for task in pending:
                     task.cancel()
-                if waits[1] in done:
-                    reason, since = "webhook", waits[1].result()
+                if push in done:
+                    first = push.result()
                     while not pushed.empty():
-                        since = min(since, pushed.get_nowait())
+                        first = min(first, pushed.get_nowait())
+                    reason, since = "webhook", first
         finally:
             listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -180,13 +182,17 @@ class Syncer:
 
 
 async def decide(
-    conn: Any, tenant: str, checked: check.Checked, settings: Settings, allow_mass_delete: bool
+    conn: Connection,
+    tenant: str,
+    checked: check.Checked,
+    settings: Settings,
+    allow_mass_delete: bool,
 ) -> diff.ChangeSet:
     """The change set of `checked` over the database's workflows (reads only)."""
     current = {
         r.workflow_id: diff.Current(
             r.workflow_id, r.status, r.managed_by, r.current_version, r.checksum, r.source_path
-        )  # type: ignore[arg-type]
+        )
         for r in await store.current_state(conn, tenant)
     }
     hooks = await store.webhook_paths(conn, tenant)
@@ -195,14 +201,10 @@ async def decide(
 
 
 async def write(
-    conn: Any, tenant: str, changes: diff.ChangeSet, *, repo: str, commit: str
+    conn: Connection, tenant: str, changes: diff.ChangeSet, *, repo: str, commit: str
 ) -> dict[str, int]:
-    """Write a change set (archives first, so the webhook paths they free can be taken)."""
+    """Write a change set through the one writer of versions (`runner.versions`)."""
     archived = [c.workflow_id for c in changes.files if c.outcome == "archived" and c.workflow_id]
-    await workflows.set_status(conn, tenant, archived, "Archived")
-    writes = [c for c in changes.files if c.outcome in ("added", "updated", "status")]
-    # Workflows that stop being Active go first, for the same reason.
-    writes.sort(key=lambda c: c.status == "Active")
     items = [
         workflows.NewVersion(
             workflow_id=str(c.workflow_id),
@@ -212,21 +214,10 @@ async def write(
             display_name=(c.document or {}).get("displayName"),
             source_path=c.path,
         )
-        for c in writes
+        for c in changes.files
+        if c.outcome in ("added", "updated", "status")
     ]
-    versions = await workflows.record_versions(
-        conn, tenant, items, source_kind="git", source_repo=repo, source_commit=commit
-    )
-    # Plans are compiled here, once per checksum, so no worker compiles a synced version. Lint
-    # passed, so compiling succeeds; were it not to, the first run would compile and report.
-    plans = []
-    for item in items:
-        with contextlib.suppress(PlanError):
-            plans.append(compiler.get_plan(item.definition))
-    await workflows.put_plans(
-        conn, tenant, [(p.checksum, p.compiler_version, p.to_json()) for p in plans]
-    )
-    return versions
+    return await versions.record_commit(conn, tenant, archived, items, repo=repo, commit=commit)
 
 
 def summary(changes: diff.ChangeSet, files: int) -> dict[str, int]:
@@ -245,7 +236,7 @@ def file_results(
         if c.outcome == "unchanged" and not c.diagnostics:
             continue
         entry: dict[str, Any] = {"path": c.path, "workflowId": c.workflow_id, "outcome": c.outcome}
-        if c.workflow_id in versions:
+        if c.workflow_id is not None and c.workflow_id in versions:
             entry["version"] = versions[c.workflow_id]
         if c.status is not None and c.outcome != "invalid":
             entry["status"] = c.status
@@ -285,7 +276,7 @@ async def preview(
     return changes, {k: v.definition for k, v in found.items()}
 
 
-def syncer_for(db: Database, settings: Settings) -> Syncer:
+def syncer_for(db: Database, settings: Settings, *, replica: str) -> Syncer:
     """The syncer of the settings' repository, branch and folder (cache under the home)."""
     if not settings.sync_repo:
         raise SourceError("no repository to sync: pass --repo URL|PATH or set DWF_SYNC_REPO")
@@ -293,23 +284,12 @@ def syncer_for(db: Database, settings: Settings) -> Syncer:
         settings.sync_repo, settings.sync_branch, settings.sync_path,
         cache_root=settings.home / "git",
     )  # fmt: skip
-    return Syncer(db, settings, source)
+    return Syncer(db, settings, source, replica=replica)
 
 
 def run_document(run: store.SyncRunRow) -> dict[str, Any]:
     """A sync run as JSON (the API's and `dwf sync --output json`'s shape)."""
-    return {
-        "syncId": run.sync_id,
-        "status": run.status,
-        "reason": run.reason,
-        "repo": run.repo,
-        "branch": run.branch,
-        "path": run.path,
-        "commit": run.commit,
-        "replica": run.replica,
-        "summary": run.summary,
-        "files": run.files,
-        "error": run.error,
-        "startedAt": run.started_at,
-        "finishedAt": run.finished_at,
-    }
+    return run.document(
+        "sync_id", "status", "reason", "repo", "branch", "path", "commit", "replica", "summary",
+        "files", "error", "started_at", "finished_at",
+    )  # fmt: skip

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from runner.spec import lifecycle
 from runner.spec.diagnostics import Diagnostic, Finding
+from runner.spec.lifecycle import Status
 from runner.spec.repository import WorkflowSummary
 
 Outcome = Literal["added", "updated", "status", "unchanged", "invalid", "ignored", "archived"]
-Status = Literal["Draft", "Active", "Archived"]
-STATUS_OF = {"draft": "Draft", "active": "Active", "archived": "Archived"}
 #: Positions findings in a file: (path, findings) -> diagnostics (the lint's `diagnose`).
 Diagnose = Callable[[str, list[Finding]], list[Diagnostic]]
 
@@ -182,7 +182,7 @@ def _ownership_problems(
     for hook_path, doc_path in f.summary.webhooks:
         owner = webhooks.get(hook_path)
         owned_elsewhere = owner is not None and owner != f.summary.workflow_id
-        if owned_elsewhere and (owner not in current or current[owner].managed_by != "git"):
+        if owned_elsewhere and (owner not in current or current[str(owner)].managed_by != "git"):
             problems.append(
                 Finding(
                     "duplicate-webhook-path",
@@ -211,16 +211,9 @@ def _publish_check(
             if _status(f) != "Active" or f.summary is None:
                 continue
             problems = [
-                Finding(
-                    "subworkflow-not-active",
-                    f"subworkflow target `{target}` would be "
-                    f"{final.get(target, 'missing')}; an Active workflow may start only Active "
-                    "workflows (activate the target, or make this one a draft)",
-                    doc_path,
-                    severity="error",
-                )
+                Finding("subworkflow-not-active", refusal, doc_path, severity="error")
                 for target, doc_path in f.summary.subworkflows
-                if final.get(target) != "Active"
+                if (refusal := lifecycle.subworkflow_refusal(target, final.get(target)))
             ]
             if problems:
                 failed.append(workflow_id)
@@ -237,7 +230,7 @@ def _publish_check(
 
 def _status(f: LintedFile) -> Status:
     assert f.document is not None
-    return STATUS_OF.get(str(f.document.get("status", "draft")), "Draft")  # type: ignore[return-value]
+    return lifecycle.declared_status(f.document)
 
 
 def _change(f: LintedFile, workflow_id: str, previous: Current | None) -> FileChange:

@@ -101,7 +101,7 @@ def fire_times(cron: str, timezone: str = "UTC") -> FireTimes:
     return FireTimes(cron, timezone)
 
 
-class ScheduleTrigger(BaseTrigger):
+class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
     """An APScheduler trigger firing at a schedule's FireTimes."""
 
     def __init__(self, times: FireTimes) -> None:

@@ -25,20 +25,10 @@ def fire_document(row: FireRow) -> dict[str, Any]:
     lag = None
     if row.scheduled_at is not None and row.outcome == "fired":
         lag = round((row.decided_at - row.scheduled_at).total_seconds() * 1000, 1)
-    return {
-        "fireId": row.fire_id,
-        "triggerId": row.trigger_id,
-        "type": row.trigger_type,
-        "scheduledAt": _iso(row.scheduled_at),
-        "firstScheduledAt": _iso(row.first_scheduled_at),
-        "fires": row.fires,
-        "outcome": row.outcome,
-        "reason": row.reason,
-        "executionId": None if row.execution_id is None else str(row.execution_id),
-        "decidedAt": _iso(row.decided_at),
-        "lagMs": lag,
-        "replica": row.replica,
-    }
+    return row.document(
+        "fire_id", "trigger_id", "scheduled_at", "first_scheduled_at", "fires", "outcome",
+        "reason", "execution_id", "decided_at", "replica", type="trigger_type",
+    ) | {"lagMs": lag}  # fmt: skip
 
 
 def next_fire_times(config: Mapping[str, Any], now: datetime, count: int = NEXT_FIRES) -> list[str]:

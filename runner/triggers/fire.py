@@ -10,18 +10,18 @@ next start, still fires that time.
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from runner.engine.conductor import Conductor, request_cancel_in
+from runner.engine.conductor import request_cancel_in
 from runner.engine.requests import StartRequest
+from runner.engine.starts import Starts
 from runner.store import triggers
 from runner.store.database import Database
 from runner.store.triggers import FireOutcome, TriggerRow
+from runner.triggers.catchup import Missed
 
 #: Who started a scheduled execution (`execution.principal`).
 SCHEDULER_PRINCIPAL = "system:scheduler"
@@ -36,11 +36,6 @@ class Decision:
     reason: str | None = None
 
 
-def replica_name() -> str:
-    """This process, as the fire log records the replica that decided: `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def utc_text(moment: datetime) -> str:
     """A time as UTC ISO 8601 to the second with a `Z`: `2026-03-29T01:00:00Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -53,7 +48,7 @@ def request_id(trigger_id: str, scheduled_at: datetime) -> str:
 
 async def fire(
     db: Database,
-    conductor: Conductor,
+    starts: Starts,
     trigger: TriggerRow,
     scheduled_at: datetime,
     *,
@@ -63,17 +58,17 @@ async def fire(
     """Decide one scheduled time: fire it, or skip it for overlap; None when it was decided
     already. `exclude`: executions this catch-up just started, which do not count as overlap.
 
-    A start the conductor refuses (the workflow was archived meanwhile, the payload is too big)
+    A start `Starts` refuses (the workflow was archived meanwhile, the payload is too big)
     is recorded `failed` with the reason; database errors propagate (nothing was written)."""
     (decision,) = await fire_many(
-        db, conductor, [(trigger, scheduled_at)], replica=replica, exclude=exclude
+        db, starts, [(trigger, scheduled_at)], replica=replica, exclude=exclude
     )
     return decision
 
 
 async def fire_many(
     db: Database,
-    conductor: Conductor,
+    starts: Starts,
     due: Sequence[tuple[TriggerRow, datetime]],
     *,
     replica: str,
@@ -95,6 +90,7 @@ async def fire_many(
         running = await triggers.running_for(conn, watched, exclude)
         settled: list[triggers.Settled] = []
         starting: list[tuple[int, TriggerRow, datetime, list[uuid.UUID]]] = []
+        reason: str | None
         for index, trigger, at in mine:
             fire_id = claimed[key(trigger, at)]
             previous = running.get((trigger.tenant, trigger.workflow_id, trigger.trigger_id), [])
@@ -106,7 +102,7 @@ async def fire_many(
             for execution_id in previous:  # cancelPrevious
                 await request_cancel_in(conn, trigger.tenant, execution_id)
             starting.append((index, trigger, at, previous))
-        started = await conductor.start_many(
+        started = await starts.start_many(
             [_start_request(trigger, at) for _, trigger, at, _ in starting], conn=conn
         )
         for (index, trigger, at, previous), result in zip(starting, started, strict=True):
@@ -144,20 +140,11 @@ def _start_request(trigger: TriggerRow, scheduled_at: datetime) -> StartRequest:
     )
 
 
-async def miss(
-    db: Database,
-    trigger: TriggerRow,
-    scheduled_at: datetime,
-    reason: str,
-    *,
-    replica: str,
-    first_scheduled_at: datetime | None = None,
-    fires: int = 1,
-) -> bool:
+async def miss(db: Database, trigger: TriggerRow, missed: Missed, *, replica: str) -> bool:
     """Record scheduled times that will not run (late past the grace, or not caught up); False
     when that time was decided already."""
     async with db.transaction() as conn:
         return await triggers.record_missed(
-            conn, trigger, scheduled_at, reason, replica,
-            first_scheduled_at=first_scheduled_at, fires=fires,
+            conn, trigger, missed.last, missed.reason, replica,
+            first_scheduled_at=missed.first, fires=missed.count,
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """The scheduler: every replica with the `scheduler` role fires every schedule; each scheduled
 time is decided once (`runner.triggers.fire`).
 
-    await Scheduler(db, conductor, settings).run(stop)
+    await Scheduler(db, starts, settings, replica=name).run(stop)
 
 APScheduler 3 (AsyncIOScheduler, in-memory job store: its docs say schedulers must not share a
 job store) holds one job per enabled schedule trigger of an Active workflow, rebuilt from
@@ -24,14 +24,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-import psycopg
 import structlog
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from runner.engine.conductor import Conductor
+from runner.engine.starts import Starts
 from runner.errors import StoreError
 from runner.settings import Settings
 from runner.spec.durations import format_duration
@@ -43,7 +42,7 @@ from runner.store.triggers import TriggerRow
 from runner.triggers import catchup, fire
 from runner.triggers.cron import FireTimes, ScheduleTrigger, fire_times
 
-_log = structlog.get_logger("runner.scheduler")
+_log = structlog.get_logger(__name__)
 
 #: How late a fire may still start when the trigger sets no `misfireGraceTime`.
 DEFAULT_MISFIRE_GRACE_SECONDS = 60.0
@@ -103,13 +102,13 @@ class Scheduler:
     def __init__(
         self,
         db: Database,
-        conductor: Conductor,
+        starts: Starts,
         settings: Settings,
         *,
-        replica: str | None = None,
+        replica: str,
     ) -> None:
-        self.db, self.conductor, self.settings = db, conductor, settings
-        self.replica = replica or fire.replica_name()
+        self.db, self.starts, self.settings = db, starts, settings
+        self.replica = replica
         self.schedules: dict[str, Schedule] = {}
         self._aps: AsyncIOScheduler | None = None
         self._changed = asyncio.Event()
@@ -135,7 +134,7 @@ class Scheduler:
                 self._changed.clear()
                 try:
                     await self.sync()
-                except (StoreError, psycopg.Error) as exc:
+                except StoreError as exc:
                     self.log.warning("scheduler cannot read triggers; retrying", error=str(exc))
                 if not started:
                     # Started after the first load, so its jobs go in at once, not one wake-up
@@ -225,17 +224,14 @@ class Scheduler:
         for missed in plan.missed:
             await self._guard(
                 schedule,
-                fire.miss(
-                    self.db, schedule.row, missed.last, missed.reason, replica=self.replica,
-                    first_scheduled_at=missed.first, fires=missed.count,
-                ),
-            )  # fmt: skip
+                fire.miss(self.db, schedule.row, missed, replica=self.replica),
+            )
         started: list[uuid.UUID] = []
         for scheduled_at in plan.fire:
             decision = await self._guard(
                 schedule,
                 fire.fire(
-                    self.db, self.conductor, schedule.row, scheduled_at,
+                    self.db, self.starts, schedule.row, scheduled_at,
                     replica=self.replica, exclude=started,
                 ),
             )  # fmt: skip
@@ -247,11 +243,13 @@ class Scheduler:
             missed=sum(m.count for m in plan.missed),
         )  # fmt: skip
 
-    async def _report(self, row: TriggerRow, status: str, message: str | None) -> None:
+    async def _report(
+        self, row: TriggerRow, status: Literal["ok", "error"], message: str | None
+    ) -> None:
         async with self.db.transaction() as conn:
             changed = await triggers.set_status(
                 conn, row.tenant, row.workflow_id, row.trigger_id,
-                status=status, message=message,  # type: ignore[arg-type]
+                status=status, message=message,
             )  # fmt: skip
         if changed and status == "error":
             self.log.error(
@@ -275,7 +273,12 @@ class Scheduler:
             )
             await self._guard(
                 schedule,
-                fire.miss(self.db, schedule.row, scheduled_at, reason, replica=self.replica),
+                fire.miss(
+                    self.db,
+                    schedule.row,
+                    catchup.Missed(scheduled_at, scheduled_at, 1, reason),
+                    replica=self.replica,
+                ),
             )
             return
         self._due_now.append((schedule, scheduled_at))
@@ -316,9 +319,9 @@ class Scheduler:
             return
         try:
             decisions = await fire.fire_many(
-                self.db, self.conductor, [(s.row, at) for s, at in batch], replica=self.replica
+                self.db, self.starts, [(s.row, at) for s, at in batch], replica=self.replica
             )
-        except (StoreError, psycopg.Error) as exc:
+        except StoreError as exc:
             self.log.warning(
                 "batched fire failed; firing one by one", fires=len(batch), error=str(exc)
             )
@@ -343,9 +346,9 @@ class Scheduler:
         while True:
             try:
                 decision = await fire.fire(
-                    self.db, self.conductor, schedule.row, scheduled_at, replica=self.replica
+                    self.db, self.starts, schedule.row, scheduled_at, replica=self.replica
                 )
-            except (StoreError, psycopg.Error) as exc:
+            except StoreError as exc:
                 if datetime.now(UTC) + timedelta(seconds=FIRE_RETRY_SECONDS) > deadline:
                     # Give it to the next sync's catch-up, which decides it by policy.
                     self._dirty.add(schedule.job_id)
@@ -364,7 +367,7 @@ class Scheduler:
         """Run a catch-up or miss write; a database error marks the schedule for the next sync."""
         try:
             return await work
-        except (StoreError, psycopg.Error) as exc:
+        except StoreError as exc:
             self._dirty.add(schedule.job_id)
             self.log.warning(
                 "schedule write failed", workflowId=schedule.row.workflow_id,
@@ -400,7 +403,7 @@ def _never_called() -> None:
     """The jobs' callable: `_DueExecutor` runs `Scheduler._due` instead, with the run time."""
 
 
-class _DueExecutor(BaseExecutor):
+class _DueExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler 3 ships no types
     """Hands each due run time of a job to `submit(job id, scheduled time)`.
 
     APScheduler's own executors call the job without its scheduled time, refuse a run while an

@@ -1,6 +1,6 @@
 """Webhook deliveries (SPEC §5): route, authenticate, read, activate, start.
 
-    delivery = await Webhooks(db, conductor, settings, credentials).deliver(
+    delivery = await Webhooks(db, starts, settings, credentials, replica=name).deliver(
         tenant, path, body, headers, query)
 
 In that order, so nothing reads an unauthenticated body: the path must be an enabled webhook
@@ -18,15 +18,14 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from runner.credentials.provider import CredentialProvider
-from runner.engine import conditions
-from runner.engine.conductor import SECRET_HEADERS, Conductor
+from runner.engine import conditions, requests
 from runner.engine.requests import StartRequest, check_trigger
+from runner.engine.starts import Starts
 from runner.errors import (
     ConditionError,
     Conflict,
@@ -42,7 +41,7 @@ from runner.store.database import Database
 from runner.store.triggers import TriggerRow
 from runner.triggers import signatures
 
-_log = structlog.get_logger("runner.webhooks")
+_log = structlog.get_logger(__name__)
 
 #: Who started an execution from a webhook (`execution.principal`).
 WEBHOOK_PRINCIPAL = "system:webhook"
@@ -68,13 +67,13 @@ class Webhooks:
     def __init__(
         self,
         db: Database,
-        conductor: Conductor,
+        starts: Starts,
         settings: Settings,
         credentials: CredentialProvider,
         *,
-        replica: str | None = None,
+        replica: str,
     ) -> None:
-        self.db, self.conductor, self.settings = db, conductor, settings
+        self.db, self.starts, self.settings = db, starts, settings
         self.credentials, self.replica = credentials, replica
 
     async def deliver(
@@ -98,16 +97,15 @@ class Webhooks:
                 assert isinstance(hook, WebhookTrigger)
                 self._authenticate(row, hook, body, headers)
                 payload = _payload(body, headers.get("content-type"), self.settings)
-                shown = {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
                 if hook.activation_condition is not None and not self._activated(
-                    row, hook, payload, shown, query
+                    row, hook, payload, headers, query
                 ):
                     await triggers.record_delivery(
-                        conn, row, "skipped", self.replica or "",
+                        conn, row, "skipped", self.replica,
                         reason="activationCondition is false",
                     )  # fmt: skip
                     return Delivery(activated=False)
-                execution, created = await self.conductor.start(
+                execution, created = await self.starts.start(
                     StartRequest(
                         workflow_id=row.workflow_id,
                         trigger=payload,
@@ -123,7 +121,7 @@ class Webhooks:
                 )
                 if created:
                     await triggers.record_delivery(
-                        conn, row, "fired", self.replica or "", execution_id=execution.execution_id
+                        conn, row, "fired", self.replica, execution_id=execution.execution_id
                     )
         except (Conflict, NotFound):
             # Archived or deleted between the routing and the start: as if it never existed.
@@ -165,13 +163,7 @@ class Webhooks:
         query: Mapping[str, str],
     ) -> bool:
         assert hook.activation_condition is not None
-        event = {
-            "type": "webhook",
-            "triggerId": row.trigger_id,
-            "firedAt": datetime.now(UTC).isoformat(),
-            "headers": dict(headers),
-            "query": dict(query),
-        }
+        event = requests.event_scope("webhook", row.trigger_id, headers=headers, query=query)
         try:
             return conditions.evaluate(
                 hook.activation_condition,

@@ -25,10 +25,10 @@ import anyio
 import httpx
 import pytest
 
-from runner.engine.conductor import Conductor
+from runner.daemon import Daemon
 from tests.e2e.test_serve import free_port
 from tests.e2e.test_workers import DWF, ROOT, rows
-from tests.waiting import until
+from tests.waiting import until, until_sync
 
 pytestmark = pytest.mark.anyio
 
@@ -119,9 +119,9 @@ def procs(database_url: str, tmp_path: Path):
         group.close()
 
 
-@pytest.fixture
-async def conductor(db, settings) -> Conductor:
-    return Conductor(db, settings)
+async def register(daemon: Daemon, definition: dict[str, Any]) -> None:
+    """Record a workflow version as the API does."""
+    await daemon.versions.record(definition, tenant=daemon.settings.tenant, source_kind="api")
 
 
 def flow(workflow_id: str, *triggers: dict[str, Any], node: dict[str, Any] | None = None):
@@ -154,19 +154,26 @@ def even_seconds(first: datetime, last: datetime) -> list[datetime]:
 
 
 @pytest.mark.timeout(REPLICA_SECONDS + 120)
-async def test_three_replicas_fire_twenty_schedules_exactly_once_through_a_kill(
-    db, conductor, procs
-):
+async def test_three_replicas_fire_twenty_schedules_exactly_once_through_a_kill(db, daemon, procs):
     for k in range(20):
-        await conductor.register(flow(f"s{k:02}", schedule(overlap="allow")), source_kind="api")
+        await register(daemon, flow(f"s{k:02}", schedule(overlap="allow")))
     replicas = [await procs.scheduler(f"r{k}") for k in range(3)]
     began = datetime.now(UTC) + timedelta(seconds=2)
-    await anyio.sleep(REPLICA_SECONDS / 2)
+    await anyio.sleep(REPLICA_SECONDS / 2)  # the first half of the run, three replicas
     victim = replicas[1]
+
+    async def victim_decided() -> bool:
+        return any(decided_by(f, victim) for f in await fires(db))
+
+    await until(victim_decided, 30, "r1 to decide a scheduled time before it is killed")
     victim.proc.kill()  # SIGKILL: whatever it was firing is rolled back
     victim.proc.wait(timeout=10)
     killed_at = datetime.now(UTC)
-    await anyio.sleep(3)
+
+    async def others_go_on() -> bool:
+        return any(f["scheduled_at"] > killed_at for f in await fires(db))
+
+    await until(others_go_on, 30, "the other replicas to fire a time after the kill")
     restarted = await procs.scheduler("r1-again")
     await anyio.sleep(REPLICA_SECONDS / 2 - 3)
     ended = datetime.now(UTC) - timedelta(seconds=2)
@@ -202,12 +209,17 @@ async def test_three_replicas_fire_twenty_schedules_exactly_once_through_a_kill(
     assert not [f for f in found if f["outcome"] != "fired"]
     assert all(f["scheduled_at"].second % 2 == 0 for f in found)
     # Every replica took part, the killed one before its death and its successor after.
-    deciders = {f["replica"].split(":")[-1] for f in found}
+    deciders = {f["replica"].split(":")[-2] for f in found}  # host:pid:rand8
     assert {str(p.proc.pid) for p in [*replicas, restarted]} <= deciders
     lag = sorted((f["decided_at"] - f["scheduled_at"]).total_seconds() for f in found)
     assert lag[-1] < 60, "a fire came later than the default grace"
     assert killed_at > began
     assert procs.errors() == []
+
+
+def decided_by(fire: dict[str, Any], proc: Proc) -> bool:
+    """Whether `proc` decided a fire (its replica is `host:pid:rand8`)."""
+    return fire["replica"].split(":")[-2] == str(proc.proc.pid)
 
 
 async def wait_fired(db, workflow_id: str, trigger_ids: list[str], after: datetime) -> None:
@@ -220,7 +232,7 @@ async def wait_fired(db, workflow_id: str, trigger_ids: list[str], after: dateti
 
 
 @pytest.mark.timeout(120)
-async def test_catch_up_after_every_replica_was_down_follows_each_policy(db, conductor, procs):
+async def test_catch_up_after_every_replica_was_down_follows_each_policy(db, daemon, procs):
     policies = {
         "all": {"catchup": "all"},
         "latest": {"catchup": "latest"},
@@ -229,7 +241,7 @@ async def test_catch_up_after_every_replica_was_down_follows_each_policy(db, con
     }
     triggers = [schedule(name, overlap="allow", misfireGraceTime="1s", **extra)
                 for name, extra in policies.items()]  # fmt: skip
-    await conductor.register(flow("caught", *triggers), source_kind="api")
+    await register(daemon, flow("caught", *triggers))
     first = [await procs.scheduler("a"), await procs.scheduler("b")]
     await wait_fired(db, "caught", list(policies), datetime.now(UTC))
     for replica in first:
@@ -281,13 +293,11 @@ async def test_catch_up_after_every_replica_was_down_follows_each_policy(db, con
 
 
 @pytest.mark.timeout(120)
-async def test_overlap_skip_and_cancel_previous_with_a_real_worker(db, conductor, procs):
+async def test_overlap_skip_and_cancel_previous_with_a_real_worker(db, daemon, procs):
     delay = {"id": "a", "actionType": "core.delay", "parameters": {"duration": "5s"}}
     long = {"id": "a", "actionType": "core.delay", "parameters": {"duration": "60s"}}
-    await conductor.register(flow("skips", schedule(), node=delay), source_kind="api")
-    await conductor.register(
-        flow("cancels", schedule(overlap="cancelPrevious"), node=long), source_kind="api"
-    )
+    await register(daemon, flow("skips", schedule(), node=delay))
+    await register(daemon, flow("cancels", schedule(overlap="cancelPrevious"), node=long))
     worker = procs.start("worker", "worker")
     await procs.ready(worker, "worker started")
     await procs.scheduler("s")
@@ -338,12 +348,14 @@ def test_signed_webhooks_against_a_real_server(database_url, tmp_path, procs):
                "Content-Type": "application/json"}  # fmt: skip
     url = f"http://127.0.0.1:{port}/api/v1/hooks/default/gh/push"
     with httpx.Client(timeout=10) as client:
-        for _ in range(100):
+
+        def delivered() -> httpx.Response | None:
             try:
-                first = client.post(url, content=body, headers=headers)
-                break
-            except httpx.TransportError:
-                anyio.run(anyio.sleep, 0.1)
+                return client.post(url, content=body, headers=headers)
+            except httpx.TransportError:  # "api started" is logged before the port is bound
+                return None
+
+        first = until_sync(delivered, 10, "the server to take the first delivery", 0.1)
         again = client.post(url, content=body, headers=headers)
         forged = client.post(url, content=body, headers=headers | {"X-Hub-Signature-256": "x"})
         unknown = client.post(url.replace("gh/push", "nope"), content=body, headers=headers)
@@ -356,20 +368,21 @@ def test_signed_webhooks_against_a_real_server(database_url, tmp_path, procs):
     assert server.proc.wait(timeout=15) == 0
 
 
-async def test_dwf_triggers_list_and_history(db, conductor, database_url, tmp_path):
+async def test_dwf_triggers_list_and_history(db, daemon, database_url, tmp_path):
     from runner.store import triggers as store
-    from runner.triggers import fire
+    from runner.triggers import catchup, fire
 
-    await conductor.register(
+    await register(
+        daemon,
         flow("listed", schedule("tick", overlap="allow"),
              {"id": "hook", "type": "webhook", "path": "listed/hook"}),
-        source_kind="api",
     )  # fmt: skip
     async with db.connection() as conn:
         [row] = await store.of_type(conn, "schedule")
     at = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
-    await fire.fire(db, conductor, row, at, replica="test")
-    await fire.miss(db, row, at + timedelta(seconds=2), "a reason", replica="test")
+    await fire.fire(db, daemon.starts, row, at, replica="test")
+    late = at + timedelta(seconds=2)
+    await fire.miss(db, row, catchup.Missed(late, late, 1, "a reason"), replica="test")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DWF_")} | {
         "DWF_DATABASE_URL": database_url, "DWF_HOME": str(tmp_path / "home"),
     }  # fmt: skip

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.engine.conductor import Conductor
+from runner.daemon import Daemon
 from runner.settings import Settings
-from runner.store.database import Database
+from tests.waiting import until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 DWF = shutil.which("dwf", path=str(Path(sys.executable).parent)) or "dwf"
@@ -90,27 +90,33 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
 
 
 def wait_for_health(server: Served, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if server.proc.poll() is not None:
             pytest.fail(f"dwf serve exited {server.proc.returncode}:\n{server.log_text()}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    pytest.fail(f"dwf serve did not answer /health within {timeout} s:\n{server.log_text()}")
+            return httpx.get(f"{server.url}/health", timeout=1).status_code == 200
+        return False
+
+    try:
+        until_sync(healthy, timeout, "dwf serve to answer /health")
+    except AssertionError as exc:
+        pytest.fail(f"{exc}:\n{server.log_text()}")
 
 
 def wait_for_status(
     client: httpx.Client, execution_id: str, statuses: set[str], timeout: float = 20.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[str] = []
+
+    def reached() -> dict[str, Any] | None:
         document = client.get(f"/api/v1/executions/{execution_id}").json()
-        if document["status"] in statuses:
-            return document
-        assert time.monotonic() < deadline, f"still {document['status']} after {timeout} s"
-        time.sleep(0.05)
+        seen.append(document["status"])
+        return document if document["status"] in statuses else None
+
+    try:
+        return until_sync(reached, timeout, f"execution {execution_id} to be {sorted(statuses)}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: still {seen[-1]} after {timeout} s") from None
 
 
 def register(database_url: str, tmp_path: Path, definition: dict[str, Any]) -> None:
@@ -118,8 +124,8 @@ def register(database_url: str, tmp_path: Path, definition: dict[str, Any]) -> N
 
     async def record() -> None:
         settings = Settings(database_url=database_url, home=tmp_path / "home")
-        async with Database.open(settings) as db:
-            await Conductor(db, settings).register(definition, source_kind="local")
+        async with Daemon(settings) as daemon:
+            await daemon.versions.record(definition, tenant=settings.tenant, source_kind="local")
 
     asyncio.run(record())
 

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from tests.e2e.test_serve import DWF, ROOT, env  # noqa: F401 (env: a fixture)
 from tests.gitrepo import GitRepo, flow
+from tests.waiting import until_sync
 
 GOLDEN = ROOT / "tests" / "data" / "plan"
 NOW = "2026-01-05T08:00:00"  # a Monday: schedules' next fire times are fixed
@@ -182,10 +182,16 @@ def test_serve_with_the_sync_role_picks_up_a_commit_within_an_interval(env, repo
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        wait_for(lambda: '"sync applied"' in (tmp_path / "serve.log").read_text())
+        until_sync(
+            lambda: '"sync applied"' in (tmp_path / "serve.log").read_text(),
+            20, "the first sync to be applied", interval=0.2,
+        )  # fmt: skip
         repo.write("workflows/b.yaml", flow("b"))
         repo.commit()
-        wait_for(lambda: "b (workflows/b.yaml)" not in plan_text(env, repo))
+        until_sync(
+            lambda: "b (workflows/b.yaml)" not in plan_text(env, repo),
+            20, "the commit of b.yaml to be synced", interval=0.2,
+        )  # fmt: skip
         assert "0 to add" in plan_text(env, repo)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -195,10 +201,3 @@ def test_serve_with_the_sync_role_picks_up_a_commit_within_an_interval(env, repo
 
 def plan_text(env: dict[str, str], repo: GitRepo) -> str:  # noqa: F811
     return dwf("plan", "--repo", str(repo.root), env=env).stdout
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)

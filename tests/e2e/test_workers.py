@@ -9,6 +9,8 @@ until a condition holds, under a timeout.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import random
@@ -26,7 +28,7 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from runner.engine.conductor import Conductor
+from runner.daemon import Daemon
 from runner.engine.requests import StartRequest
 from runner.store.executions import ExecutionRow
 from tests.waiting import until
@@ -299,8 +301,13 @@ def workflow(workflow_id: str, *nodes: dict[str, Any], **top: Any) -> dict[str, 
     }
 
 
-async def start(conductor: Conductor, workflow_id: str, **trigger: Any) -> ExecutionRow:
-    row, created = await conductor.start(StartRequest(workflow_id=workflow_id, trigger=trigger))
+async def register(daemon: Daemon, definition: dict[str, Any]) -> None:
+    """Record a workflow version as `dwf run FILE` does."""
+    await daemon.versions.record(definition, tenant=daemon.settings.tenant, source_kind="local")
+
+
+async def start(daemon: Daemon, workflow_id: str, **trigger: Any) -> ExecutionRow:
+    row, created = await daemon.starts.start(StartRequest(workflow_id=workflow_id, trigger=trigger))
     assert created and row.status == "Pending"
     return row
 
@@ -328,10 +335,9 @@ def chaos_workflow() -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_kill_9_chaos_every_execution_ends_and_no_node_succeeds_twice(
-    db, settings, workers, capsys
+    db, daemon, workers, capsys
 ):
-    conductor = Conductor(db, settings)
-    await conductor.register(chaos_workflow(), source_kind="local")
+    await register(daemon, chaos_workflow())
     pool = [workers.start(f"w{i}") for i in range(3)]
     for worker in pool:
         await workers.ready(worker)
@@ -343,7 +349,7 @@ async def test_kill_9_chaos_every_execution_ends_and_no_node_succeeds_twice(
     async def produce() -> None:
         # Work arrives steadily for the whole run, so every kill lands among running executions.
         for n in range(CHAOS_EXECUTIONS):
-            ids.append((await start(conductor, "chaos", n=n)).execution_id)
+            ids.append((await start(daemon, "chaos", n=n)).execution_id)
             await anyio.sleep(arrival)
 
     bitten = 0  # kills of a worker that held at least one lease at that moment
@@ -358,10 +364,12 @@ async def test_kill_9_chaos_every_execution_ends_and_no_node_succeeds_twice(
             await anyio.sleep(rng.uniform(0.5, 1.5) * CHAOS_SECONDS / CHAOS_KILLS / 2)
             index = rng.randrange(len(pool))
             victim = pool[index]
-            # Kill it in the middle of some execution (a fresh one may still be starting up).
-            with anyio.move_on_after(3):
-                while not await holds_a_lease(victim):
-                    await anyio.sleep(0.005)
+            # Kill it in the middle of some execution (a fresh one may still be starting up:
+            # after 3 s it is killed all the same).
+            with contextlib.suppress(AssertionError):
+                await until(
+                    functools.partial(holds_a_lease, victim), 3, f"{victim.name} to lease", 0.005
+                )
             bitten += await holds_a_lease(victim)
             workers.kill(victim)
             pool[index] = workers.start(victim.name)
@@ -455,22 +463,21 @@ async def test_kill_9_chaos_every_execution_ends_and_no_node_succeeds_twice(
 @pytest.mark.slow
 @pytest.mark.parametrize("wake", ["after", "during"])
 async def test_a_worker_stopped_past_its_lease_loses_the_execution_and_overwrites_nothing(
-    db, settings, workers, wake
+    db, daemon, workers, wake
 ):
     """`after`: the first worker is woken once the second finished the execution; `during`:
     while the second still runs it, the first's own attempt of the node long overdue."""
-    conductor = Conductor(db, settings)
-    await conductor.register(
+    await register(
+        daemon,
         workflow(
             "stop",
             delay("a", "6s", "b"),
             echo("b", message="done"),
             outputs={"said": "{{ nodes.b.outputs.echo }}"},
         ),
-        source_kind="local",
     )
     first = await workers.ready(workers.start("first"))
-    row = await start(conductor, "stop")
+    row = await start(daemon, "stop")
     await running_on(db, row.execution_id, "a", first)
     first.send(signal.SIGSTOP)
     second = await workers.ready(workers.start("second"))
@@ -488,13 +495,17 @@ async def test_a_worker_stopped_past_its_lease_loses_the_execution_and_overwrite
     lost: list[dict[str, Any]] = []
     if wake == "during":
         # Wake it once its own 6 s attempt is overdue, while the second's attempt still runs.
-        overdue = await rows(
-            db,
-            "SELECT GREATEST(EXTRACT(EPOCH FROM started_at + interval '6.2 s' - now()), 0) AS s"
-            " FROM action_executions WHERE execution_id = %s AND node_id = 'a' AND attempt = 1",
-            row.execution_id,
-        )
-        await anyio.sleep(float(overdue[0]["s"]))
+        async def overdue() -> bool:
+            found = await rows(
+                db,
+                "SELECT clock_timestamp() >= started_at + interval '6.2 s' AS overdue"
+                " FROM action_executions WHERE execution_id = %s AND node_id = 'a'"
+                " AND attempt = 1",
+                row.execution_id,
+            )
+            return found[0]["overdue"]
+
+        await until(overdue, 10, "the first worker's attempt of a to be overdue", 0.02)
         first.send(signal.SIGCONT)
         lost = await lease_lost()
     await status_is(db, row.execution_id, "Succeeded", timeout=15)
@@ -548,10 +559,9 @@ async def test_a_worker_stopped_past_its_lease_loses_the_execution_and_overwrite
 # -- 3. dead letters --------------------------------------------------------------------------
 
 
-async def test_an_execution_whose_workers_keep_dying_is_dead_lettered(db, settings, workers):
-    conductor = Conductor(db, settings)
-    await conductor.register(workflow("doomed", delay("a", "10s")), source_kind="local")
-    row = await start(conductor, "doomed")
+async def test_an_execution_whose_workers_keep_dying_is_dead_lettered(db, daemon, workers):
+    await register(daemon, workflow("doomed", delay("a", "10s")))
+    row = await start(daemon, "doomed")
     env = {"DWF_MAX_DELIVERIES": "2"}
     for delivery in (1, 2):
         worker = workers.start(f"victim{delivery}", **env)
@@ -583,15 +593,11 @@ async def test_an_execution_whose_workers_keep_dying_is_dead_lettered(db, settin
 # -- 4. graceful SIGTERM ----------------------------------------------------------------------
 
 
-async def test_sigterm_lets_the_running_node_finish_and_hands_the_rest_back(db, settings, workers):
-    conductor = Conductor(db, settings)
-    await conductor.register(
-        workflow("drain", delay("a", "1s", "b"), echo("b", message="after")),
-        source_kind="local",
-    )
+async def test_sigterm_lets_the_running_node_finish_and_hands_the_rest_back(db, daemon, workers):
+    await register(daemon, workflow("drain", delay("a", "1s", "b"), echo("b", message="after")))
     grace = 5.0
     first = await workers.ready(workers.start("first", DWF_SHUTDOWN_GRACE_SECONDS=str(grace)))
-    row = await start(conductor, "drain")
+    row = await start(daemon, "drain")
     await running_on(db, row.execution_id, "a", first)
     asked, cpu_before = time.monotonic(), first.cpu_seconds()
     first.send(signal.SIGTERM)
@@ -627,13 +633,12 @@ async def test_sigterm_lets_the_running_node_finish_and_hands_the_rest_back(db, 
 
 
 async def test_sigterm_past_the_grace_hands_the_execution_back_and_the_node_runs_again(
-    db, settings, workers
+    db, daemon, workers
 ):
-    conductor = Conductor(db, settings)
-    await conductor.register(workflow("slow", delay("a", "30s")), source_kind="local")
+    await register(daemon, workflow("slow", delay("a", "30s")))
     grace = 1.0
     first = await workers.ready(workers.start("first", DWF_SHUTDOWN_GRACE_SECONDS=str(grace)))
-    row = await start(conductor, "slow")
+    row = await start(daemon, "slow")
     await running_on(db, row.execution_id, "a", first)
     asked = time.monotonic()
     first.send(signal.SIGTERM)
@@ -667,18 +672,15 @@ async def test_sigterm_past_the_grace_hands_the_execution_back_and_the_node_runs
 
 @pytest.mark.parametrize("how", ["conductor", "cli"])
 async def test_cancel_from_another_process_ends_the_execution_within_a_second(
-    db, settings, workers, how
+    db, daemon, workers, how
 ):
-    conductor = Conductor(db, settings)
-    await conductor.register(
-        workflow("long", delay("a", "30s", "b"), echo("b")), source_kind="local"
-    )
+    await register(daemon, workflow("long", delay("a", "30s", "b"), echo("b")))
     worker = await workers.ready(workers.start("a"))
-    row = await start(conductor, "long")
+    row = await start(daemon, "long")
     await running_on(db, row.execution_id, "a", worker)
     if how == "conductor":
         asked = time.monotonic()
-        await conductor.cancel(row.tenant, row.execution_id)
+        await daemon.conductor.cancel(row.tenant, row.execution_id)
     else:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DWF_")}
         env |= {"DWF_DATABASE_URL": workers.database_url, "DWF_HOME": str(workers.folder / "home")}
@@ -705,25 +707,25 @@ async def test_cancel_from_another_process_ends_the_execution_within_a_second(
 # -- 6. subworkflow trees three deep ------------------------------------------------------------
 
 
-async def register_tree(conductor: Conductor) -> None:
-    await conductor.register(
+async def register_tree(daemon: Daemon) -> None:
+    await register(
+        daemon,
         workflow(
             "grandchild",
             delay("wait", "{{ trigger.pause }}", "say"),
             echo("say", message="gc-{{ trigger.n }}"),
             outputs={"said": "{{ nodes.say.outputs.echo }}"},
         ),
-        source_kind="local",
     )
     for name, callee in (("child", "grandchild"), ("parent", "child")):
-        await conductor.register(
+        await register(
+            daemon,
             workflow(
                 name,
                 subworkflow("call", callee, "after"),
                 echo("after", message="{{ nodes.call.outputs.outputs.said }}"),
                 outputs={"said": "{{ nodes.after.outputs.echo }}"},
             ),
-            source_kind="local",
         )
 
 
@@ -745,14 +747,13 @@ async def tree_of(db, root: uuid.UUID) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 async def test_subworkflow_trees_three_deep_park_while_waiting_and_cancel_as_a_tree(
-    db, settings, workers
+    db, daemon, workers
 ):
-    conductor = Conductor(db, settings)
-    await register_tree(conductor)
+    await register_tree(daemon)
     # One worker with one execution slot: three trees of three can only finish if a parent
     # waiting for its child parks and frees the slot.
     single = await workers.ready(workers.start("single", DWF_WORKER_EXECUTIONS="1"))
-    roots = [await start(conductor, "parent", pause="100ms", n=n) for n in range(3)]
+    roots = [await start(daemon, "parent", pause="100ms", n=n) for n in range(3)]
     for n, root in enumerate(roots):
         final = await status_is(db, root.execution_id, "Succeeded", "Failed", timeout=30)
         assert final["status"] == "Succeeded", final
@@ -787,7 +788,7 @@ async def test_subworkflow_trees_three_deep_park_while_waiting_and_cancel_as_a_t
     # Cancelling the root while the grandchild runs a long delay cancels the whole tree, on the
     # same single slot: the grandchild holds it, and its parked ancestors must not need one to
     # learn of the cancel.
-    root = await start(conductor, "parent", pause="30s", n=9)
+    root = await start(daemon, "parent", pause="30s", n=9)
 
     async def grandchild_running() -> dict[str, Any] | None:
         tree = await tree_of(db, root.execution_id)
@@ -798,7 +799,7 @@ async def test_subworkflow_trees_three_deep_park_while_waiting_and_cancel_as_a_t
 
     grandchild = await until(grandchild_running, 20, "the grandchild to run its delay")
     asked = time.monotonic()
-    await conductor.cancel(root.tenant, root.execution_id)
+    await daemon.conductor.cancel(root.tenant, root.execution_id)
 
     async def all_cancelled() -> list[dict[str, Any]] | None:
         tree = await tree_of(db, root.execution_id)
@@ -827,21 +828,20 @@ async def test_subworkflow_trees_three_deep_park_while_waiting_and_cancel_as_a_t
     assert single.proc.poll() is None
 
 
-async def test_cancelling_a_running_parent_cancels_the_child_it_waits_for(db, settings, workers):
-    conductor = Conductor(db, settings)
-    await register_tree(conductor)
+async def test_cancelling_a_running_parent_cancels_the_child_it_waits_for(db, daemon, workers):
+    await register_tree(daemon)
     # The parent does not park: a node of its own runs beside the subworkflow node.
-    await conductor.register(
+    await register(
+        daemon,
         workflow(
             "busy",
             echo("fork", "call", "side"),
             subworkflow("call", "grandchild"),
             delay("side", "30s"),
         ),
-        source_kind="local",
     )
     worker = await workers.ready(workers.start("w"))
-    root = await start(conductor, "busy", pause="30s", n=1)
+    root = await start(daemon, "busy", pause="30s", n=1)
 
     async def child_running() -> dict[str, Any] | None:
         tree = await tree_of(db, root.execution_id)
@@ -854,7 +854,7 @@ async def test_cancelling_a_running_parent_cancels_the_child_it_waits_for(db, se
     held = await queue_row(db, root.execution_id)
     assert held is not None and held["status"] == "claimed"
     asked = time.monotonic()
-    await conductor.cancel(root.tenant, root.execution_id)
+    await daemon.conductor.cancel(root.tenant, root.execution_id)
     await status_is(db, root.execution_id, "Cancelled", timeout=5, interval=0.02)
     final = await status_is(
         db, child["execution_id"], "Cancelled", "Succeeded", "Failed", timeout=5, interval=0.02

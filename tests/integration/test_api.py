@@ -13,8 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from runner.api import app as api
+from runner.daemon import Daemon
 from runner.settings import Settings
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -48,8 +49,8 @@ SLOW = {"id": "slow", "actionType": "core.delay", "parameters": {"duration": "30
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = api.create_app(settings, worker=True)
+async def app(daemon: Daemon) -> AsyncIterator[FastAPI]:
+    application = daemon.app({"worker"})
     async with application.router.lifespan_context(application):
         yield application
 
@@ -62,7 +63,10 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def register(app: FastAPI, definition: dict[str, Any]) -> None:
-    await app.state.conductor.register(definition, source_kind="local", source_path="test.yaml")
+    parts: Daemon = app.state.parts
+    await parts.versions.record(
+        definition, tenant=parts.settings.tenant, source_kind="local", source_path="test.yaml"
+    )
 
 
 async def start(client: httpx.AsyncClient, workflow_id: str = "w", **body: Any) -> dict[str, Any]:
@@ -75,15 +79,21 @@ async def wait_until(
     client: httpx.AsyncClient, execution_id: str, statuses: set[str], timeout: float = 10.0
 ) -> dict[str, Any]:
     """Poll the execution until its status is one of `statuses`."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[str] = []
+
+    async def reached() -> dict[str, Any] | None:
         response = await client.get(f"/api/v1/executions/{execution_id}")
         assert response.status_code == 200, response.text
         document = response.json()
-        if document["status"] in statuses:
-            return document
-        assert time.monotonic() < deadline, f"still {document['status']} after {timeout} s"
-        await asyncio.sleep(0.02)
+        seen.append(document["status"])
+        return document if document["status"] in statuses else None
+
+    try:
+        return await until(
+            reached, timeout, f"execution {execution_id} to be {sorted(statuses)}", interval=0.02
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: still {seen[-1]} after {timeout} s") from None
 
 
 def assert_problem(response: httpx.Response, status: int, *in_detail: str) -> dict[str, Any]:
@@ -121,16 +131,17 @@ async def test_ready_is_503_naming_the_pending_migrations_on_an_unmigrated_datab
     empty_database_url, tmp_path
 ):
     settings = Settings(database_url=empty_database_url, home=tmp_path / "home")
-    application = api.create_app(settings, migrate=False)
-    async with (
-        application.router.lifespan_context(application),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application), base_url="http://api.test"
-        ) as http,
-    ):
-        problem = assert_problem(await http.get("/ready"), 503, "not applied", "0001_")
-        assert problem["type"].endswith(":not-ready")
-        assert (await http.get("/health")).status_code == 200
+    async with Daemon(settings, migrate=False) as unmigrated:
+        application = unmigrated.app()
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=application), base_url="http://api.test"
+            ) as http,
+        ):
+            problem = assert_problem(await http.get("/ready"), 503, "not applied", "0001_")
+            assert problem["type"].endswith(":not-ready")
+            assert (await http.get("/health")).status_code == 200
 
 
 # --- execute --------------------------------------------------------------------------------

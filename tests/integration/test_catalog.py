@@ -48,8 +48,8 @@ async def catalog_rows(db):
     return rows, connectors
 
 
-async def test_the_registry_is_published_with_schemas_and_packages(db, acme, monkeypatch):
-    assert await catalog.publish_registry(db) == len(registry.all_types())
+async def test_the_registry_is_published_with_schemas_and_packages(db, daemon, acme, monkeypatch):
+    assert await daemon.publish_catalog() == len(registry.all_types())
     rows, connectors = await catalog_rows(db)
     assert {"core.echo", "core.http", "slack.post-message", "monday.get-items"} <= set(rows)
     ping = rows["acme.ping"]
@@ -69,14 +69,14 @@ async def test_the_registry_is_published_with_schemas_and_packages(db, acme, mon
     # Uninstalled, then a runner starts again: its types and its connector leave the catalog.
     monkeypatch.undo()
     registry.clear_cache()
-    await catalog.publish_registry(db)
+    await daemon.publish_catalog()
     rows, connectors = await catalog_rows(db)
     assert "acme.ping" not in rows and ("acme", "acme-tools") not in connectors
     assert "core.echo" in rows
 
 
-async def test_a_broken_plugin_leaves_the_catalog_as_it_was(db, tmp_path, monkeypatch):
-    await catalog.publish_registry(db)
+async def test_a_broken_plugin_leaves_the_catalog_as_it_was(db, daemon, tmp_path, monkeypatch):
+    await daemon.publish_catalog()
     before, _ = await catalog_rows(db)
     (tmp_path / "broken_tools.py").write_text("raise ImportError('no sdk')\n")
     info = tmp_path / "broken_tools-0.1.dist-info"
@@ -86,7 +86,7 @@ async def test_a_broken_plugin_leaves_the_catalog_as_it_was(db, tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.clear_cache()
     try:
-        assert await catalog.publish_registry(db) == 0
+        assert await daemon.publish_catalog() == 0
     finally:
         monkeypatch.undo()
         registry.clear_cache()

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from runner.actions import services
-from runner.engine.conductor import Conductor
+from runner.daemon import Daemon
 from tests import fakes
-from tests.integration.test_engine import run, workflow
+from tests.integration.test_engine import register, run, workflow
 
 pytestmark = pytest.mark.anyio
 
@@ -534,10 +533,12 @@ async def test_monday_create_item_with_idempotency_key_creates_once(db, local, m
     ]
 
 
-async def test_services_share_one_http_client_per_loop(local):
-    shared = services.for_settings(local)
-    assert await shared.http_client() is await shared.http_client()
-    assert services.for_settings(local) is shared
+async def test_services_share_one_http_client_per_loop(db, local):
+    async with Daemon(local, database=db) as daemon:
+        shared = daemon.services
+        assert await shared.http_client() is await shared.http_client()
+        assert daemon.services is shared
+        assert daemon.conductor.services is shared  # what every attempt is handed
 
 
 # -- secrets in templates ---------------------------------------------------------------------
@@ -576,15 +577,20 @@ async def test_a_missing_secret_fails_the_node_naming_it(db, local):
 
 async def test_a_subworkflow_is_handed_the_secret_masked(db, local, monkeypatch):
     monkeypatch.setenv("DWF_SECRET_CHILD_TOKEN", "child-secret-" + uuid.uuid4().hex)
-    await Conductor(db, local).register(
-        workflow(
-            node("c", "core.echo", {"message": "{{ trigger.token }} {{ secrets['child-token'] }}"}),
-            start="c",
-            id="child",
-            outputs={"said": "{{ nodes.c.outputs.echo }}"},
-        ),
-        source_kind="local",
-    )
+    async with Daemon(local, database=db) as daemon:
+        await register(
+            daemon,
+            workflow(
+                node(
+                    "c",
+                    "core.echo",
+                    {"message": "{{ trigger.token }} {{ secrets['child-token'] }}"},
+                ),
+                start="c",
+                id="child",
+                outputs={"said": "{{ nodes.c.outputs.echo }}"},
+            ),
+        )
     parent = workflow(
         {
             "id": "a",

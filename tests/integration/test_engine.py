@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from runner.engine.conductor import Conductor
+from runner.daemon import Daemon
 from runner.engine.requests import StartRequest
 from runner.engine.summary import execution_document
 from runner.errors import Conflict, InvalidRequest, NotFound
 from runner.store import executions
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -42,12 +43,20 @@ def workflow(*nodes: dict[str, Any], start: str = "a", **top: Any) -> dict[str, 
     }
 
 
-async def run(db, settings, definition, trigger=None, **request: Any) -> dict[str, Any]:
-    conductor = Conductor(db, settings)
-    await conductor.register(definition, source_kind="local", source_path="test.yaml")
-    row = await conductor.execute(
-        StartRequest(workflow_id=definition["id"], trigger=trigger or {}, **request)
+async def register(daemon: Daemon, definition: dict[str, Any], **version: Any) -> None:
+    """Record `definition` as a local file's version (`dwf run FILE` does)."""
+    await daemon.versions.record(
+        definition, tenant=daemon.settings.tenant, source_kind="local", **version
     )
+
+
+async def run(db, settings, definition, trigger=None, **request: Any) -> dict[str, Any]:
+    """Record `definition` and execute it to its end (`dwf run FILE`) with `settings` on `db`."""
+    async with Daemon(settings, database=db) as daemon:
+        await register(daemon, definition, source_path="test.yaml")
+        row = await daemon.execute(
+            StartRequest(workflow_id=definition["id"], trigger=trigger or {}, **request)
+        )
     async with db.connection() as conn:
         attempts = await executions.attempts(conn, row.execution_id)
     document = execution_document(row, attempts)
@@ -264,16 +273,15 @@ async def test_execution_timeout_fails_it_and_cancels_in_flight_nodes(db, settin
     assert statuses(doc) == {"a": "Cancelled"}
 
 
-async def test_cancellation_ends_the_execution_cancelled_within_a_second(db, settings):
-    conductor = Conductor(db, settings)
+async def test_cancellation_ends_the_execution_cancelled_within_a_second(db, daemon):
     slow = {"id": "a", "actionType": "core.delay", "parameters": {"duration": "30s"}}
     definition = workflow(slow)
-    await conductor.register(definition, source_kind="local")
-    row, _ = await conductor.start(StartRequest(workflow_id="w"))
-    task = asyncio.create_task(conductor.run(row.tenant, row.execution_id))
+    await register(daemon, definition)
+    row, _ = await daemon.starts.start(StartRequest(workflow_id="w"))
+    task = asyncio.create_task(daemon.worker().run_execution(row.tenant, row.execution_id))
     await _wait_for_status(db, row, "Running")
     asked = time.monotonic()
-    await conductor.cancel(row.tenant, row.execution_id)
+    await daemon.conductor.cancel(row.tenant, row.execution_id)
     final = await asyncio.wait_for(task, timeout=5)
     assert time.monotonic() - asked < 1
     assert final.status == "Cancelled"
@@ -281,18 +289,16 @@ async def test_cancellation_ends_the_execution_cancelled_within_a_second(db, set
         attempts = await executions.attempts(conn, row.execution_id)
     assert [(a.node_id, a.status) for a in attempts] == [("a", "Cancelled")]
     with pytest.raises(Conflict, match="already ended Cancelled"):
-        await conductor.cancel(row.tenant, row.execution_id)
+        await daemon.conductor.cancel(row.tenant, row.execution_id)
 
 
 async def _wait_for_status(db, row, status: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def reached() -> bool:
         async with db.connection() as conn:
             current = await executions.get(conn, row.tenant, row.execution_id)
-        if current is not None and current.status == status:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"execution never reached {status}")
+        return current is not None and current.status == status
+
+    await until(reached, timeout, f"execution {row.execution_id} to reach {status}", interval=0.01)
 
 
 async def test_undefined_name_fails_the_node_naming_node_path_and_name(db, settings):
@@ -394,15 +400,14 @@ async def test_max_parallel_actions_bounds_concurrency(db, settings):
     assert elapsed >= 0.2
 
 
-async def test_subworkflow_waits_for_the_child_and_takes_its_outputs(db, settings):
-    conductor = Conductor(db, settings)
+async def test_subworkflow_waits_for_the_child_and_takes_its_outputs(db, settings, daemon):
     child = workflow(
         echo("c", message="{{ trigger.who }}"),
         start="c",
         id="child",
         outputs={"said": "{{ nodes.c.outputs.echo }}"},
     )
-    await conductor.register(child, source_kind="local")
+    await register(daemon, child)
     parent = workflow(
         {
             "id": "a",
@@ -425,9 +430,8 @@ async def test_subworkflow_waits_for_the_child_and_takes_its_outputs(db, setting
     assert kid is not None and str(kid.parent_execution_id) == doc["executionId"]
 
 
-async def test_payloads_that_are_not_objects_or_too_big_or_too_deep_are_refused(db, settings):
-    conductor = Conductor(db, settings)
-    await conductor.register(workflow(echo("a")), source_kind="local")
+async def test_payloads_that_are_not_objects_or_too_big_or_too_deep_are_refused(daemon):
+    await register(daemon, workflow(echo("a")))
     deep: Any = {}
     for _ in range(70):
         deep = {"x": deep}
@@ -437,18 +441,17 @@ async def test_payloads_that_are_not_objects_or_too_big_or_too_deep_are_refused(
         (deep, "deeper than 64"),
     ):
         with pytest.raises(InvalidRequest, match=needle):
-            await conductor.start(StartRequest(workflow_id="w", trigger=payload))
+            await daemon.starts.start(StartRequest(workflow_id="w", trigger=payload))
 
 
-async def test_unknown_and_draft_workflows_are_refused(db, settings):
-    conductor = Conductor(db, settings)
+async def test_unknown_and_draft_workflows_are_refused(daemon):
     with pytest.raises(NotFound):
-        await conductor.start(StartRequest(workflow_id="nope"))
+        await daemon.starts.start(StartRequest(workflow_id="nope"))
     draft = workflow(echo("a"), id="drafty") | {"status": "draft"}
-    await conductor.register(draft, source_kind="local")
+    await register(daemon, draft)
     with pytest.raises(Conflict, match="Draft"):
-        await conductor.start(StartRequest(workflow_id="drafty"))
-    row, created = await conductor.start(StartRequest(workflow_id="drafty", allow_draft=True))
+        await daemon.starts.start(StartRequest(workflow_id="drafty"))
+    row, created = await daemon.starts.start(StartRequest(workflow_id="drafty", allow_draft=True))
     assert created and row.status == "Pending"
 
 

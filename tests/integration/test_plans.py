@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from runner.engine.conductor import Conductor
+from runner.daemon import Daemon
 from runner.engine.requests import StartRequest
 from runner.plan import compiler
 from runner.store import workflows
+from runner.store.workflows import DefinitionRow
 
 pytestmark = pytest.mark.anyio
 
@@ -44,10 +45,19 @@ def compiles(monkeypatch) -> list[str]:
 
 
 async def run_once(db, settings, request_id: str) -> str:
-    row = await Conductor(db, settings).execute(
-        StartRequest(workflow_id="planned", request_id=request_id)
-    )
+    """Run the workflow to its end in a new process (a Daemon of its own: caches empty)."""
+    async with Daemon(settings, database=db) as daemon:
+        row = await daemon.execute(StartRequest(workflow_id="planned", request_id=request_id))
     return row.status
+
+
+async def register(db, settings) -> DefinitionRow:
+    """Record DEFINITION as the API does; its version."""
+    async with Daemon(settings, database=db) as daemon:
+        version, _ = await daemon.versions.record(
+            DEFINITION, tenant=settings.tenant, source_kind="api"
+        )
+    return version
 
 
 async def stored_plan(db, checksum: str) -> dict[str, Any] | None:
@@ -58,7 +68,7 @@ async def stored_plan(db, checksum: str) -> dict[str, Any] | None:
 async def test_registering_stores_the_plan_and_a_new_process_loads_it_without_compiling(
     db, settings, compiles
 ):
-    version = await Conductor(db, settings).register(DEFINITION, source_kind="api")
+    version = await register(db, settings)
     assert compiles == ["planned"]
     stored = await stored_plan(db, version.checksum)
     assert stored is not None and stored["checksum"] == version.checksum
@@ -72,7 +82,7 @@ async def test_registering_stores_the_plan_and_a_new_process_loads_it_without_co
 
 
 async def test_a_version_without_a_stored_plan_is_compiled_once_and_stored(db, settings, compiles):
-    version = await Conductor(db, settings).register(DEFINITION, source_kind="api")
+    version = await register(db, settings)
     async with db.connection() as conn:
         await conn.execute("DELETE FROM workflow_plans")
     compiler.PLAN_CACHE.clear()
@@ -83,7 +93,7 @@ async def test_a_version_without_a_stored_plan_is_compiled_once_and_stored(db, s
 
 
 async def test_a_damaged_stored_plan_is_recompiled_replaced_and_reported(db, settings, compiles):
-    version = await Conductor(db, settings).register(DEFINITION, source_kind="api")
+    version = await register(db, settings)
     assert await run_once(db, settings, "first") == "Succeeded"
     damaged = await stored_plan(db, version.checksum)
     assert damaged is not None

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from runner.engine.conductor import Conductor
+from runner.daemon import Daemon
 from runner.engine.requests import StartRequest
-from runner.engine.worker import Worker
 from runner.errors import Conflict, LeaseLost
 from runner.store import batch as batch_store
 from runner.store import queue
@@ -32,15 +31,22 @@ FLOW = {
 }
 
 
+async def record(daemon: Daemon, definition: dict[str, Any], **version: Any) -> None:
+    """Record a version of a local file's workflow."""
+    await daemon.versions.record(
+        definition, tenant=daemon.settings.tenant, source_kind="local", **version
+    )
+
+
 @pytest.fixture
-async def conductor(db, settings) -> Conductor:
-    conductor = Conductor(db, settings)
-    await conductor.register(FLOW, source_kind="local")
-    return conductor
+async def daemon(daemon: Daemon) -> Daemon:
+    """The test's Daemon (conftest), with FLOW recorded."""
+    await record(daemon, FLOW)
+    return daemon
 
 
-async def start(conductor: Conductor, **request: Any) -> uuid.UUID:
-    row, created = await conductor.start(StartRequest(workflow_id="q", **request))
+async def start(daemon: Daemon, **request: Any) -> uuid.UUID:
+    row, created = await daemon.starts.start(StartRequest(workflow_id="q", **request))
     assert created
     return row.execution_id
 
@@ -76,8 +82,8 @@ async def lease_expired(db, execution_id: uuid.UUID) -> None:
     await until(expired, 5, "the lease to expire")
 
 
-async def test_a_start_writes_the_execution_and_its_queue_row_together(db, conductor):
-    execution_id = await start(conductor)
+async def test_a_start_writes_the_execution_and_its_queue_row_together(db, daemon):
+    execution_id = await start(daemon)
     row = await queued(db, execution_id)
     assert row is not None
     assert (row["status"], row["lease_owner"], row["deliveries"]) == ("ready", None, 0)
@@ -85,12 +91,12 @@ async def test_a_start_writes_the_execution_and_its_queue_row_together(db, condu
     assert found == [{"status": "Pending"}]
 
 
-async def test_a_start_that_rolls_back_leaves_neither_row_nor_a_notification(db, conductor):
+async def test_a_start_that_rolls_back_leaves_neither_row_nor_a_notification(db, daemon):
     async with db.listener(queue.QUEUE_CHANNEL) as listener:
         # A start inside a caller's transaction (a trigger fire's) that then fails.
         with pytest.raises(RuntimeError, match="after enqueueing"):
             async with db.transaction() as conn:
-                await conductor.start(StartRequest(workflow_id="q"), conn=conn)
+                await daemon.starts.start(StartRequest(workflow_id="q"), conn=conn)
                 raise RuntimeError("the caller failed after enqueueing")
         assert await rows(db, "SELECT * FROM workflow_executions") == []
         assert await rows(db, "SELECT * FROM execution_queue") == []
@@ -98,40 +104,39 @@ async def test_a_start_that_rolls_back_leaves_neither_row_nor_a_notification(db,
         # NOTIFY is transactional too: the rolled-back start told no worker anything.
         heard = [n async for n in listener.notifies(timeout=0.3)]
         assert heard == []
-        execution_id = await start(conductor)
+        execution_id = await start(daemon)
         heard = [n async for n in listener.notifies(timeout=2, stop_after=1)]
     assert [(n.channel, n.payload) for n in heard] == [(queue.QUEUE_CHANNEL, "")]
     assert await queued(db, execution_id) is not None
 
 
-async def test_a_start_sees_changes_another_process_made_since_its_last_start(
-    db, settings, conductor
-):
-    # `conductor` remembers the workflow as Active at version 1 after its first start.
-    first = await conductor.start(StartRequest(workflow_id="q"))
+async def test_a_start_sees_changes_another_process_made_since_its_last_start(db, settings, daemon):
+    # `daemon` remembers the workflow as Active at version 1 after its first start.
+    first = await daemon.starts.start(StartRequest(workflow_id="q"))
     assert first[0].workflow_version == 1
-    other = Conductor(db, settings)  # another process: publishes version 2, then archives
-    await other.register(FLOW | {"description": "v2"}, source_kind="local")
-    second, _ = await conductor.start(StartRequest(workflow_id="q"))
-    assert second.workflow_version == 2
-    await other.register(FLOW | {"description": "v2"}, source_kind="local", status="Archived")
+    # Another process: publishes version 2, then archives.
+    async with Daemon(settings, database=db) as other:
+        await record(other, FLOW | {"description": "v2"})
+        second, _ = await daemon.starts.start(StartRequest(workflow_id="q"))
+        assert second.workflow_version == 2
+        await record(other, FLOW | {"description": "v2"}, status="Archived")
     with pytest.raises(Conflict, match="'q' is Archived; only Active workflows start"):
-        await conductor.start(StartRequest(workflow_id="q"))
+        await daemon.starts.start(StartRequest(workflow_id="q"))
     # Nothing was written for the refused start.
     assert len(await rows(db, "SELECT 1 FROM workflow_executions")) == 2
     assert len(await rows(db, "SELECT 1 FROM execution_queue")) == 2
     # A repeated request id still finds its execution, whatever the workflow became since.
-    again, created = await conductor.start(
+    again, created = await daemon.starts.start(
         StartRequest(workflow_id="q", request_id=first[0].request_id)
     )
     assert (again.execution_id, created) == (first[0].execution_id, False)
 
 
-async def test_notify_reaches_a_listener_for_starts_and_cancels(db, conductor):
+async def test_notify_reaches_a_listener_for_starts_and_cancels(db, daemon):
     async with db.listener(queue.QUEUE_CHANNEL, queue.CANCEL_CHANNEL) as listener:
-        execution_id = await start(conductor)
+        execution_id = await start(daemon)
         started = [n async for n in listener.notifies(timeout=2, stop_after=1)]
-        await conductor.cancel("default", execution_id)
+        await daemon.conductor.cancel("default", execution_id)
         cancelled = [n async for n in listener.notifies(timeout=2, stop_after=2)]
     assert [(n.channel, n.payload) for n in started] == [(queue.QUEUE_CHANNEL, "")]
     assert sorted((n.channel, n.payload) for n in cancelled) == [
@@ -140,8 +145,8 @@ async def test_notify_reaches_a_listener_for_starts_and_cancels(db, conductor):
     ]
 
 
-async def test_concurrent_claims_take_each_row_exactly_once(db, conductor):
-    ids = {await start(conductor) for _ in range(60)}
+async def test_concurrent_claims_take_each_row_exactly_once(db, daemon):
+    ids = {await start(daemon) for _ in range(60)}
     go = asyncio.Event()
 
     async def claimer(owner: str) -> list[uuid.UUID]:
@@ -170,8 +175,8 @@ async def test_concurrent_claims_take_each_row_exactly_once(db, conductor):
     assert {r["deliveries"] for r in held} == {1}
 
 
-async def test_an_expired_lease_is_claimed_again_and_counts_a_delivery(db, conductor):
-    execution_id = await start(conductor)
+async def test_an_expired_lease_is_claimed_again_and_counts_a_delivery(db, daemon):
+    execution_id = await start(daemon)
     [first] = await claim(db, "a", lease=0.3)
     assert (first.execution_id, first.deliveries) == (execution_id, 1)
     assert await claim(db, "b") == []  # held, not expired
@@ -184,8 +189,8 @@ async def test_an_expired_lease_is_claimed_again_and_counts_a_delivery(db, condu
         assert await queue.renew(conn, "a", 30, [execution_id]) == set()  # a no longer holds it
 
 
-async def test_renew_extends_only_the_owners_leases(db, conductor):
-    mine, theirs = await start(conductor), await start(conductor)
+async def test_renew_extends_only_the_owners_leases(db, daemon):
+    mine, theirs = await start(daemon), await start(daemon)
     await claim(db, "me", limit=1, lease=5)
     await claim(db, "them", limit=1, lease=5)
     before = {r["execution_id"]: r for r in await rows(db, "SELECT * FROM execution_queue")}
@@ -200,8 +205,8 @@ async def test_renew_extends_only_the_owners_leases(db, conductor):
     assert after[theirs] == before[theirs]
 
 
-async def test_renew_leaves_leases_the_worker_no_longer_runs_to_expire(db, conductor):
-    running, forgotten = await start(conductor), await start(conductor)
+async def test_renew_leaves_leases_the_worker_no_longer_runs_to_expire(db, daemon):
+    running, forgotten = await start(daemon), await start(daemon)
     await claim(db, "me", limit=2, lease=5)
     async with db.connection() as conn:
         held = await queue.renew(conn, "me", 60, [running])
@@ -210,8 +215,8 @@ async def test_renew_leaves_leases_the_worker_no_longer_runs_to_expire(db, condu
     assert after[forgotten]["lease_expires_at"] < after[running]["lease_expires_at"]
 
 
-async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db, conductor):
-    execution_id = await start(conductor)
+async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db, daemon):
+    execution_id = await start(daemon)
     await claim(db, "old", lease=0.2)
     await lease_expired(db, execution_id)
     await claim(db, "new")
@@ -249,8 +254,8 @@ async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db,
     assert await queued(db, execution_id) is None
 
 
-async def test_a_lease_in_use_by_a_transaction_is_not_taken_even_when_expired(db, conductor):
-    execution_id = await start(conductor)
+async def test_a_lease_in_use_by_a_transaction_is_not_taken_even_when_expired(db, daemon):
+    execution_id = await start(daemon)
     await claim(db, "old", lease=0.2)
     async with db.connection() as conn, conn.transaction():
         # The fence holds the queue row while the worker's transaction runs.
@@ -261,8 +266,8 @@ async def test_a_lease_in_use_by_a_transaction_is_not_taken_even_when_expired(db
     assert claimed.deliveries == 2
 
 
-async def test_release_makes_an_execution_claimable_at_once_without_a_delivery(db, conductor):
-    execution_id = await start(conductor)
+async def test_release_makes_an_execution_claimable_at_once_without_a_delivery(db, daemon):
+    execution_id = await start(daemon)
     await claim(db, "a")
     async with db.connection() as conn:
         await queue.release(conn, execution_id, "someone-else")  # not theirs: nothing happens
@@ -277,8 +282,8 @@ async def test_release_makes_an_execution_claimable_at_once_without_a_delivery(d
     assert (again.execution_id, again.deliveries) == (execution_id, 1)
 
 
-async def test_dead_letter_fails_the_execution_closes_attempts_and_leaves_the_queue(db, conductor):
-    execution_id = await start(conductor)
+async def test_dead_letter_fails_the_execution_closes_attempts_and_leaves_the_queue(db, daemon):
+    execution_id = await start(daemon)
     [held] = await claim(db, "w")
     opened = Batch("default", execution_id, lease_owner="w")
     opened.start_execution({})
@@ -307,8 +312,8 @@ async def test_dead_letter_fails_the_execution_closes_attempts_and_leaves_the_qu
     assert await queued(db, execution_id) is None
 
 
-async def test_deleting_an_execution_deletes_its_queue_row(db, conductor):
-    execution_id = await start(conductor)
+async def test_deleting_an_execution_deletes_its_queue_row(db, daemon):
+    execution_id = await start(daemon)
     await claim(db, "w")
     async with db.transaction() as conn:
         await conn.execute(
@@ -317,9 +322,7 @@ async def test_deleting_an_execution_deletes_its_queue_row(db, conductor):
     assert await queued(db, execution_id) is None
 
 
-async def test_a_queue_row_without_its_execution_is_dropped_with_a_log_line(
-    db, conductor, settings
-):
+async def test_a_queue_row_without_its_execution_is_dropped_with_a_log_line(db, daemon, settings):
     # The foreign key makes such a row impossible in normal use; a restore of a partial dump
     # (or a future bug) could still leave one. Bypass the key to make one.
     orphan = uuid.uuid4()
@@ -327,18 +330,19 @@ async def test_a_queue_row_without_its_execution_is_dropped_with_a_log_line(
         await conn.execute("SET LOCAL session_replication_role = replica")
         await conn.execute("INSERT INTO execution_queue (execution_id) VALUES (%s)", (orphan,))
     fast = dataclasses.replace(settings, poll_seconds=0.05, heartbeat_seconds=0.1)
-    worker = Worker(Conductor(db, fast), fast, name="w")
     stop = asyncio.Event()
-    with capture_logs() as logs:
-        task = asyncio.create_task(worker.run(stop))
-        try:
-            await until(lambda: _gone(db, orphan), 5, "the orphan row to be dropped")
-            # Dropped, not retried: a real execution started afterwards runs normally.
-            execution_id = await start(conductor)
-            await until(lambda: _ended(db, execution_id), 5, "the next execution to end")
-        finally:
-            stop.set()
-            await task
+    async with Daemon(fast, database=db) as other:
+        worker = other.worker(name="w")
+        with capture_logs() as logs:
+            task = asyncio.create_task(worker.run(stop))
+            try:
+                await until(lambda: _gone(db, orphan), 5, "the orphan row to be dropped")
+                # Dropped, not retried: a real execution started afterwards runs normally.
+                execution_id = await start(daemon)
+                await until(lambda: _ended(db, execution_id), 5, "the next execution to end")
+            finally:
+                stop.set()
+                await task
     dropped = [e for e in logs if e["event"] == "queue row without execution dropped"]
     assert [e["executionId"] for e in dropped] == [str(orphan)]
 
@@ -354,16 +358,16 @@ async def _ended(db, execution_id: uuid.UUID) -> bool:
     return found[0]["status"] == "Succeeded"
 
 
-async def test_a_worker_of_one_run_claims_only_that_runs_executions(db, conductor):
-    mine = await start(conductor, correlation_id="run-1")
-    await start(conductor, correlation_id="run-2")
+async def test_a_worker_of_one_run_claims_only_that_runs_executions(db, daemon):
+    mine = await start(daemon, correlation_id="run-1")
+    await start(daemon, correlation_id="run-2")
     claims = await claim(db, "cli", correlation_id="run-1")
     assert [c.execution_id for c in claims] == [mine]
 
 
-async def test_the_sweep_unparks_a_parent_whose_child_ended(db, conductor):
-    parent = await start(conductor)
-    child, _ = await conductor.start(
+async def test_the_sweep_unparks_a_parent_whose_child_ended(db, daemon):
+    parent = await start(daemon)
+    child, _ = await daemon.starts.start(
         StartRequest(
             workflow_id="q",
             trigger_type="subworkflow",

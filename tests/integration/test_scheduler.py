@@ -7,19 +7,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from runner.engine.conductor import Conductor
-from runner.engine.worker import Worker
+from runner.daemon import Daemon
 from runner.settings import Settings
 from runner.store import triggers
-from runner.triggers import fire
+from runner.triggers import catchup, fire
 from runner.triggers.cron import FireTimes
-from runner.triggers.scheduler import Scheduler
 from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -52,8 +51,17 @@ def fast(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def conductor(db, fast) -> Conductor:
-    return Conductor(db, fast)
+async def daemon(db, fast) -> AsyncIterator[Daemon]:
+    """A Daemon on `fast` settings (in place of conftest's on the plain ones)."""
+    async with Daemon(fast, database=db) as opened:
+        yield opened
+
+
+async def record(daemon: Daemon, definition: dict[str, Any], **version: Any) -> None:
+    """Record a workflow version as the API does."""
+    await daemon.versions.record(
+        definition, tenant=daemon.settings.tenant, source_kind="api", **version
+    )
 
 
 async def rows(db, query: str, *params: Any) -> list[dict[str, Any]]:
@@ -93,17 +101,20 @@ async def fires_of(db, workflow_id: str) -> list[dict[str, Any]]:
     )
 
 
-async def test_two_schedulers_fire_each_scheduled_time_exactly_once(db, fast, conductor, running):
-    await conductor.register(flow("w", every_second(overlap="allow")), source_kind="api")
-    for name in ("replica-a", "replica-b"):
-        running.add(Scheduler(db, Conductor(db, fast), fast, replica=name))
+async def test_two_schedulers_fire_each_scheduled_time_exactly_once(db, fast, daemon, running):
+    await record(daemon, flow("w", every_second(overlap="allow")))
 
     async def four() -> list[dict[str, Any]]:
         found = await fires_of(db, "w")
         return found if len(found) >= 4 else []
 
-    await until(four, 15, "four fires")
-    await running.close()
+    # Two replicas: two processes, each its own Daemon (and replica name).
+    async with Daemon(fast, database=db) as one, Daemon(fast, database=db) as two:
+        for replica in (one, two):
+            running.add(replica.scheduler())
+        await until(four, 15, "four fires")
+        await running.close()
+        replicas = {one.replica, two.replica}
     found = await fires_of(db, "w")
     executions = await rows(
         db, "SELECT request_id, event FROM workflow_executions WHERE workflow_id = 'w'"
@@ -119,15 +130,15 @@ async def test_two_schedulers_fire_each_scheduled_time_exactly_once(db, fast, co
     [trigger] = await rows(db, "SELECT * FROM workflow_triggers WHERE workflow_id = 'w'")
     assert trigger["last_fired_at"] == times[-1]
     # Each fire was reported by whichever replica decided it; lag stays well under the grace.
-    assert {f["replica"] for f in found} <= {"replica-a", "replica-b"}
+    assert {f["replica"] for f in found} <= replicas
     assert max(f["decided_at"] - f["scheduled_at"] for f in found) < timedelta(seconds=2)
 
 
 async def test_overlap_skip_records_each_skipped_time_with_the_running_execution(
-    db, fast, conductor, running
+    db, fast, daemon, running
 ):
-    await conductor.register(flow("w", every_second()), source_kind="api")  # overlap: skip
-    running.add(Scheduler(db, conductor, fast))  # no worker: the first run stays Pending
+    await record(daemon, flow("w", every_second()))  # overlap: skip
+    running.add(daemon.scheduler())  # no worker: the first run stays Pending
 
     async def three() -> list[dict[str, Any]]:
         found = await fires_of(db, "w")
@@ -141,12 +152,10 @@ async def test_overlap_skip_records_each_skipped_time_with_the_running_execution
     assert len(await rows(db, "SELECT 1 FROM workflow_executions WHERE workflow_id = 'w'")) == 1
 
 
-async def test_overlap_cancel_previous_cancels_the_run_still_going(db, fast, conductor, running):
-    await conductor.register(
-        flow("w", every_second(overlap="cancelPrevious"), node=SLOW), source_kind="api"
-    )
-    running.add(Worker(conductor, fast))
-    running.add(Scheduler(db, conductor, fast))
+async def test_overlap_cancel_previous_cancels_the_run_still_going(db, fast, daemon, running):
+    await record(daemon, flow("w", every_second(overlap="cancelPrevious"), node=SLOW))
+    running.add(daemon.worker())
+    running.add(daemon.scheduler())
 
     async def cancelled() -> list[dict[str, Any]]:
         return await rows(
@@ -163,13 +172,12 @@ async def test_overlap_cancel_previous_cancels_the_run_still_going(db, fast, con
 
 
 async def test_a_malformed_cron_is_reported_on_its_row_and_the_others_still_fire(
-    db, fast, conductor, running
+    db, fast, daemon, running
 ):
     # Recorded without lint (as a definition written straight into the store could be).
     bad = {"id": "bad", "type": "schedule", "cron": "61 * * * *"}
-    await conductor.register(flow("w", bad, every_second("good", overlap="allow")),
-                             source_kind="api")  # fmt: skip
-    running.add(Scheduler(db, conductor, fast))
+    await record(daemon, flow("w", bad, every_second("good", overlap="allow")))
+    running.add(daemon.scheduler())
 
     async def reported() -> list[dict[str, Any]]:
         return await rows(
@@ -185,13 +193,13 @@ async def test_a_malformed_cron_is_reported_on_its_row_and_the_others_still_fire
     await until(good_fired, 10, "the good trigger to fire")
 
 
-async def test_concurrent_fires_of_one_time_start_one_execution(db, conductor):
-    await conductor.register(flow("w", every_second(overlap="allow")), source_kind="api")
+async def test_concurrent_fires_of_one_time_start_one_execution(db, daemon):
+    await record(daemon, flow("w", every_second(overlap="allow")))
     async with db.connection() as conn:
         [row] = await triggers.for_workflow(conn, "default", "w")
     at = datetime(2026, 1, 1, tzinfo=UTC)
     decisions = await asyncio.gather(
-        *(fire.fire(db, conductor, row, at, replica=f"r{k}") for k in range(6))
+        *(fire.fire(db, daemon.starts, row, at, replica=f"r{k}") for k in range(6))
     )
     decided = [d for d in decisions if d is not None]
     assert len(decided) == 1 and decided[0].outcome == "fired"
@@ -199,27 +207,25 @@ async def test_concurrent_fires_of_one_time_start_one_execution(db, conductor):
     assert [e["request_id"] for e in executions] == ["schedule:tick:2026-01-01T00:00:00Z"]
 
 
-async def test_a_burst_is_decided_in_one_batch_with_each_policy_and_refusal(db, conductor):
+async def test_a_burst_is_decided_in_one_batch_with_each_policy_and_refusal(db, daemon):
     # Four schedules due at the same second: one free, one whose previous run still runs
     # (overlap skip), one decided already by another replica, one whose workflow is archived.
-    await conductor.register(flow("free", every_second(overlap="allow")), source_kind="api")
-    await conductor.register(flow("busy", every_second(), node=SLOW), source_kind="api")
-    await conductor.register(flow("taken", every_second(overlap="allow")), source_kind="api")
-    await conductor.register(flow("gone", every_second(overlap="allow")), source_kind="api")
+    await record(daemon, flow("free", every_second(overlap="allow")))
+    await record(daemon, flow("busy", every_second(), node=SLOW))
+    await record(daemon, flow("taken", every_second(overlap="allow")))
+    await record(daemon, flow("gone", every_second(overlap="allow")))
     async with db.connection() as conn:
         rows_of = {w: (await triggers.for_workflow(conn, "default", w))[0]
                    for w in ("free", "busy", "taken", "gone")}  # fmt: skip
     earlier, at = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
-    assert (await fire.fire(db, conductor, rows_of["busy"], earlier, replica="r0")).outcome == (
-        "fired"
-    )
-    assert await fire.fire(db, conductor, rows_of["taken"], at, replica="r0") is not None
+    busy_earlier = await fire.fire(db, daemon.starts, rows_of["busy"], earlier, replica="r0")
+    assert busy_earlier is not None and busy_earlier.outcome == "fired"
+    assert await fire.fire(db, daemon.starts, rows_of["taken"], at, replica="r0") is not None
     # Archived after this process last saw it Active: the batch's statement notices.
-    await Conductor(db, conductor.settings).register(
-        flow("gone", every_second(overlap="allow")), source_kind="api", status="Archived"
-    )
+    async with Daemon(daemon.settings, database=db) as other:
+        await record(other, flow("gone", every_second(overlap="allow")), status="Archived")
     due = [(rows_of[w], at) for w in ("free", "busy", "taken", "gone")]
-    decisions = await fire.fire_many(db, conductor, due, replica="r1")
+    decisions = await fire.fire_many(db, daemon.starts, due, replica="r1")
     free, busy, taken, gone = decisions
     assert free is not None and free.outcome == "fired" and free.execution_id is not None
     assert busy is not None and busy.outcome == "skipped" and "still running" in str(busy.reason)
@@ -261,26 +267,26 @@ async def test_a_burst_is_decided_in_one_batch_with_each_policy_and_refusal(db, 
     ],
 )  # fmt: skip
 async def test_dst_nights_start_one_execution_per_wall_clock_time(  # noqa: PLR0917
-    db, conductor, zone, cron, start, expected
+    db, daemon, zone, cron, start, expected
 ):
     schedule = {"id": "nightly", "type": "schedule", "cron": cron, "timezone": zone,
                 "overlap": "allow"}  # fmt: skip
-    await conductor.register(flow("w", schedule), source_kind="api")
+    await record(daemon, flow("w", schedule))
     async with db.connection() as conn:
         [row] = await triggers.for_workflow(conn, "default", "w")
     times = list(FireTimes(cron, zone).between(start, start + timedelta(days=3), 10))
     # Every replica fires every time (twice here), the way three replicas would.
     for at in times + times:
-        await fire.fire(db, conductor, row, at, replica="r")
+        await fire.fire(db, daemon.starts, row, at, replica="r")
     executions = await rows(db, "SELECT request_id FROM workflow_executions ORDER BY request_id")
     assert [e["request_id"] for e in executions] == [f"schedule:nightly:{t}" for t in expected]
 
 
-async def test_catch_up_on_load_fires_per_policy_and_logs_the_missed_times(db, fast, conductor):
+async def test_catch_up_on_load_fires_per_policy_and_logs_the_missed_times(db, fast, daemon):
     policies = {"none": "none", "latest": "latest", "all": "all"}
     schedules = [every_second(f"c-{p}", catchup=p, overlap="allow", misfireGraceTime="1s")
                  for p in policies]  # fmt: skip
-    await conductor.register(flow("w", *schedules), source_kind="api")
+    await record(daemon, flow("w", *schedules))
     # As if every replica had been down for the last ten seconds.
     down_since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=10)
     async with db.transaction() as conn:
@@ -288,55 +294,64 @@ async def test_catch_up_on_load_fires_per_policy_and_logs_the_missed_times(db, f
             "UPDATE workflow_triggers SET last_fired_at = %s, active_since = %s",
             (down_since, down_since - timedelta(hours=1)),
         )
-    scheduler = Scheduler(db, conductor, fast, replica="r")
+    # The catch-up decides every scheduled time up to the scheduler's load, which is after this.
+    loaded_after = datetime.now(UTC)
+    owed = [down_since + timedelta(seconds=k)
+            for k in range(1, int((loaded_after - down_since).total_seconds()) + 1)]  # fmt: skip
+
+    def decided(found: list[dict[str, Any]], trigger_id: str) -> list[dict[str, Any]]:
+        return [f for f in found if f["trigger_id"] == trigger_id]
+
+    def covered(decisions: list[dict[str, Any]]) -> list[datetime]:
+        """The scheduled times `decisions` decided: each fired one, and each missed range."""
+        times: list[datetime] = []
+        for f in decisions:
+            first = f["first_scheduled_at"] or f["scheduled_at"]
+            times += [first + timedelta(seconds=k) for k in range(f["fires"])]
+        return times
+
     stop = asyncio.Event()
-    task = asyncio.create_task(scheduler.run(stop))
+    task = asyncio.create_task(daemon.scheduler().run(stop))
     try:
 
         async def caught_up() -> bool:
             found = await fires_of(db, "w")
-            # Fires at or before the outage's end: those the catch-up decided.
-            return {f["trigger_id"] for f in found} == {f"c-{p}" for p in policies}
+            return all(set(owed) <= set(covered(decided(found, f"c-{p}"))) for p in policies)
 
         await until(caught_up, 10, "every schedule caught up")
-        await asyncio.sleep(0.5)
     finally:
         stop.set()
         await task
     found = await fires_of(db, "w")
 
-    def decided(trigger_id: str) -> list[dict[str, Any]]:
-        return [f for f in found if f["trigger_id"] == trigger_id]
-
     for policy in policies:
-        rows_ = decided(f"c-{policy}")
         # Every second since the outage began is decided exactly once: fired, or in a range.
-        covered: list[datetime] = []
-        for f in rows_:
-            first = f["first_scheduled_at"] or f["scheduled_at"]
-            covered += [first + timedelta(seconds=k) for k in range(f["fires"])]
-        last = max(covered)
+        times = covered(decided(found, f"c-{policy}"))
+        last = max(times)
         span = int((last - down_since).total_seconds())
-        assert sorted(covered) == [down_since + timedelta(seconds=k) for k in range(1, span + 1)]
-    missed = {p: [f for f in decided(f"c-{p}") if f["outcome"] == "missed"] for p in policies}
+        assert sorted(times) == [down_since + timedelta(seconds=k) for k in range(1, span + 1)]
+    missed = {
+        p: [f for f in decided(found, f"c-{p}") if f["outcome"] == "missed"] for p in policies
+    }
     assert missed["all"] == []
     [none] = missed["none"]
     assert none["fires"] >= 7 and "catchup: none" in none["reason"]
     [latest] = missed["latest"]
     assert latest["fires"] >= 6 and "catchup: latest" in latest["reason"]
     # `latest` fired the newest missed time, right after the range it dropped.
-    fired = [f["scheduled_at"] for f in decided("c-latest") if f["outcome"] == "fired"]
+    fired = [f["scheduled_at"] for f in decided(found, "c-latest") if f["outcome"] == "fired"]
     assert fired[0] == latest["scheduled_at"] + timedelta(seconds=1)
 
 
-async def test_the_fire_log_and_next_fires_through_the_store(db, conductor):
-    await conductor.register(flow("w", every_second(overlap="allow")), source_kind="api")
+async def test_the_fire_log_and_next_fires_through_the_store(db, daemon):
+    await record(daemon, flow("w", every_second(overlap="allow")))
     async with db.connection() as conn:
         [row] = await triggers.for_workflow(conn, "default", "w")
     base = datetime(2026, 1, 1, tzinfo=UTC)
     for k in range(3):
-        await fire.fire(db, conductor, row, base + timedelta(seconds=k), replica="r")
-    await fire.miss(db, row, base + timedelta(seconds=3), "late", replica="r")
+        await fire.fire(db, daemon.starts, row, base + timedelta(seconds=k), replica="r")
+    late = base + timedelta(seconds=3)
+    await fire.miss(db, row, catchup.Missed(late, late, 1, "late"), replica="r")
     async with db.connection() as conn:
         newest = await triggers.history(conn, "default", "w", limit=2)
         older = await triggers.history(conn, "default", "w", limit=10, before=newest[-1].fire_id)

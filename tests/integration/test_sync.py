@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
 from runner.settings import Settings
 from runner.store import sync as sync_store
@@ -27,11 +26,13 @@ def repo(tmp_path: Path) -> GitRepo:
     return GitRepo(tmp_path / "repo")
 
 
-def syncer(db: Database, settings: Settings, repo: GitRepo, **source: str) -> Syncer:
+def syncer(
+    db: Database, settings: Settings, repo: GitRepo, replica: str = "r1", **source: str
+) -> Syncer:
     url = source.get("url", str(repo.root))
     git = GitSource(url, source.get("branch", "main"), source.get("folder", ""),
                     cache_root=settings.home / "git")  # fmt: skip
-    return Syncer(db, settings, git)
+    return Syncer(db, settings, git, replica=replica)
 
 
 async def state(db: Database, settings: Settings) -> dict[str, tuple[str, int | None, str]]:
@@ -118,16 +119,15 @@ async def test_reformatting_makes_no_new_version(db, settings, repo):
 
 
 async def test_a_deleted_file_archives_its_workflow_and_a_running_execution_finishes(
-    db, settings, repo
+    db, settings, daemon, repo
 ):
     repo.write("workflows/keep.yaml", flow("keep"))
     repo.write("workflows/slow.yaml", flow("slow", delay="1500ms", cron="*/5 * * * *"))
     repo.commit()
     sync = syncer(db, settings, repo)
     await sync.sync("cli")
-    conductor = Conductor(db, settings)
     running = asyncio.create_task(
-        conductor.execute(StartRequest(workflow_id="slow", trigger_type="api"))
+        daemon.execute(StartRequest(workflow_id="slow", trigger_type="api"))
     )
 
     async def started() -> bool:
@@ -147,7 +147,7 @@ async def test_a_deleted_file_archives_its_workflow_and_a_running_execution_fini
     assert finished.status == "Succeeded"
     # Archived: no new execution starts.
     with pytest.raises(Exception, match="Archived"):
-        await conductor.start(StartRequest(workflow_id="slow", trigger_type="api"))
+        await daemon.starts.start(StartRequest(workflow_id="slow", trigger_type="api"))
 
 
 async def test_a_bad_commit_keeps_the_last_good_version_and_reports_diagnostics(db, settings, repo):
@@ -227,7 +227,7 @@ async def test_deleting_every_workflow_is_refused_even_below_the_share(db, setti
     repo.delete("workflows/only.yaml")
     repo.commit()
     lenient = dataclasses.replace(settings, sync_max_archive_share=1.0)
-    run = await Syncer(db, lenient, sync.source).sync("cli")
+    run = await Syncer(db, lenient, sync.source, replica=sync.replica).sync("cli")
     assert run is not None and run.status == "refused" and "every one" in str(run.error)
 
 
@@ -237,7 +237,7 @@ async def test_two_replicas_syncing_at_once_apply_once(settings, repo, tmp_path)
     repo.commit()
     other = dataclasses.replace(settings, home=tmp_path / "home2")
     async with Database.open(settings) as db1, Database.open(other) as db2:
-        one, two = syncer(db1, settings, repo), syncer(db2, other, repo)
+        one, two = syncer(db1, settings, repo, "r1"), syncer(db2, other, repo, "r2")
         # A push or `dwf sync` waits for the lock, then finds nothing left to do.
         runs = await asyncio.gather(one.sync("cli", wait=True), two.sync("cli", wait=True))
         assert sorted(r.status for r in runs if r) == ["applied", "unchanged"]
@@ -349,16 +349,11 @@ async def test_a_folder_climbing_out_of_the_repository_is_refused(settings, repo
         GitSource(str(repo.root), "main", "../etc", cache_root=settings.home / "git")
 
 
-async def test_a_workflow_made_over_the_api_is_not_taken_over(db, settings, repo):
-    from runner.plan import checksum
+async def test_a_workflow_made_over_the_api_is_not_taken_over(db, settings, daemon, repo):
     from runner.spec import loader
 
     data = loader.load(flow("a"))
-    async with db.transaction() as conn:
-        await workflows.record_version(
-            conn, tenant=settings.tenant, workflow_id="a", definition=data,
-            checksum=checksum.definition_checksum(data), source_kind="api", status="Active",
-        )  # fmt: skip
+    await daemon.versions.record(data, tenant=settings.tenant, source_kind="api", status="Active")
     repo.write("workflows/a.yaml", flow("a", message="from git"))
     repo.commit()
     run = await syncer(db, settings, repo).sync("cli")

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from runner.api import app as api
-from runner.credentials.provider import CredentialProvider
+from runner.daemon import Daemon
 from runner.settings import Settings
+from runner.store.database import Database
+from tests import gitrepo
 
 pytestmark = pytest.mark.anyio
 
@@ -63,13 +64,19 @@ def slack_headers(body: bytes, stamp: int, secret: str = SECRET) -> dict[str, st
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = api.create_app(replace(settings, max_body_bytes=4096))
-    async with application.router.lifespan_context(application):
-        application.state.credentials = CredentialProvider(env={"DWF_SECRET_HOOK_KEY": SECRET})
-        conductor = application.state.conductor
-        await conductor.register(flow("hooks", GITHUB, SLACK, HMAC, OPEN), source_kind="api")
-        yield application
+async def app(settings: Settings, db: Database, monkeypatch) -> AsyncIterator[FastAPI]:
+    monkeypatch.setenv("DWF_SECRET_HOOK_KEY", SECRET)  # the credential provider reads it
+    async with Daemon(replace(settings, max_body_bytes=4096), database=db) as daemon:
+        application = daemon.app()
+        async with application.router.lifespan_context(application):
+            await register(application, flow("hooks", GITHUB, SLACK, HMAC, OPEN))
+            yield application
+
+
+async def register(app: FastAPI, definition: dict[str, Any]) -> None:
+    """Record a workflow version as the API does."""
+    parts: Daemon = app.state.parts
+    await parts.versions.record(definition, tenant=parts.settings.tenant, source_kind="api")
 
 
 @pytest.fixture
@@ -80,7 +87,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def executions(app: FastAPI) -> list[dict[str, Any]]:
-    async with app.state.db.connection() as conn:
+    async with app.state.parts.db.connection() as conn:
         cur = await conn.execute("SELECT * FROM workflow_executions ORDER BY created_at")
         return await cur.fetchall()
 
@@ -186,8 +193,8 @@ async def test_hmac_sha256_in_the_named_header(app, client):
     assert (good.status_code, bad.status_code) == (202, 401)
 
 
-async def test_a_secret_that_is_not_configured_refuses_the_delivery(app, client):
-    app.state.credentials = CredentialProvider(env={})  # read at the first delivery
+async def test_a_secret_that_is_not_configured_refuses_the_delivery(app, client, monkeypatch):
+    monkeypatch.delenv("DWF_SECRET_HOOK_KEY")  # read at each delivery
     response = await github(client, {}, "d-x")
     assert response.status_code == 401
     assert await executions(app) == []
@@ -239,9 +246,9 @@ async def test_an_activation_condition_that_is_false_starts_nothing(app, client)
 async def test_an_activation_condition_that_throws_is_422(app, client):
     response = await client.post(f"{HOOKS}/open/clients", json={})
     assert response.status_code == 200  # undefined === 'client' is simply false
-    await app.state.conductor.register(
+    await register(
+        app,
         flow("hooks", GITHUB, SLACK, HMAC, OPEN | {"activationCondition": "trigger.a.b === 1"}),
-        source_kind="api",
     )
     response = await client.post(f"{HOOKS}/open/clients", json={})
     assert response.status_code == 422
@@ -249,14 +256,12 @@ async def test_an_activation_condition_that_throws_is_422(app, client):
 
 
 async def test_unknown_draft_and_archived_hooks_answer_the_same_404(app, client):
-    conductor = app.state.conductor
-    await conductor.register(
-        flow("drafted", {"id": "h", "type": "webhook", "path": "draft/hook"}, status="draft"),
-        source_kind="api",
+    await register(
+        app, flow("drafted", {"id": "h", "type": "webhook", "path": "draft/hook"}, status="draft")
     )
-    await conductor.register(
+    await register(
+        app,
         flow("archived", {"id": "h", "type": "webhook", "path": "old/hook"}, status="archived"),
-        source_kind="api",
     )
     answers = [
         await client.post(f"{HOOKS}/{path}", json={})
@@ -279,7 +284,7 @@ NIGHTLY = {"id": "nightly", "type": "schedule", "cron": "0 2 * * *", "timezone":
 
 
 async def test_listing_shows_next_fire_times_urls_and_last_fires(app, client):
-    await app.state.conductor.register(flow("hooks", GITHUB, NIGHTLY), source_kind="api")
+    await register(app, flow("hooks", GITHUB, NIGHTLY))
     await github(client, {"n": 1}, "d-listed")
     listing = (await client.get("/api/v1/workflows/hooks/triggers")).json()
     items = {t["id"]: t for t in listing["items"]}
@@ -317,14 +322,22 @@ async def test_adding_and_removing_a_trigger_makes_new_versions(app, client):
     assert gone.status_code == 404
 
 
-async def test_triggers_of_a_workflow_from_git_are_read_only(app, client):
-    await app.state.conductor.register(flow("from-git"), source_kind="git")
+async def test_triggers_of_a_workflow_from_git_are_read_only(app, client, tmp_path):
+    # Only a sync records a workflow from git: sync a repository that has it.
+    repo = gitrepo.GitRepo(tmp_path / "repo")
+    repo.write("workflows/from-git.yaml", gitrepo.flow("from-git"))
+    repo.commit()
+    parts: Daemon = app.state.parts
+    synced = replace(parts.settings, sync_repo=str(repo.root))
+    async with Daemon(synced, database=parts.db) as syncing:
+        run = await syncing.syncer().sync("cli")
+    assert run is not None and run.status == "applied", run
     added = await client.post("/api/v1/workflows/from-git/triggers", json=NIGHTLY)
     assert added.status_code == 409 and "managed by git" in added.json()["detail"]
 
 
 async def test_a_webhook_path_another_workflow_serves_is_a_conflict(app, client):
-    await app.state.conductor.register(flow("second"), source_kind="api")
+    await register(app, flow("second"))
     taken = await client.post(
         "/api/v1/workflows/second/triggers",
         json={"id": "dup", "type": "webhook", "path": "github/push"},

@@ -3,23 +3,23 @@ local git repositories."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import json
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from runner.api import app as api
+from runner.daemon import Daemon
 from runner.settings import Settings
 from runner.spec import loader
+from runner.store.database import Database
 from tests.gitrepo import GitRepo, flow
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -33,8 +33,8 @@ def repo(tmp_path) -> GitRepo:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(api.create_app(settings, worker=True)) as http:
+async def client(daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(daemon, {"worker"}) as http:
         yield http
 
 
@@ -47,17 +47,23 @@ def synced_settings(settings: Settings, repo: GitRepo, monkeypatch) -> Settings:
     return dataclasses.replace(settings, sync_repo=str(repo.root), sync_interval=3600)
 
 
-def serve(application: FastAPI) -> Any:
-    import contextlib
+@contextlib.asynccontextmanager
+async def serve(daemon: Daemon, roles: Collection[str] = ()) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `daemon`'s API, its lifespan running the other `roles` beside it."""
+    application = daemon.app(roles)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            yield http
 
-    @contextlib.asynccontextmanager
-    async def running() -> AsyncIterator[httpx.AsyncClient]:
-        async with application.router.lifespan_context(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-                yield http
 
-    return running()
+@contextlib.asynccontextmanager
+async def served(
+    settings: Settings, db: Database, roles: Collection[str] = ()
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`serve` on a Daemon of `settings` (on `db`) of its own."""
+    async with Daemon(settings, database=db) as daemon, serve(daemon, roles) as http:
+        yield http
 
 
 def assert_problem(response: httpx.Response, status: int, *in_detail: str) -> dict[str, Any]:
@@ -82,14 +88,17 @@ async def wait_for_run(
     http: httpx.AsyncClient, predicate: Any, timeout: float = 15.0
 ) -> dict[str, Any]:
     """Poll GET /sync until a run satisfies `predicate`."""
-    deadline = time.monotonic() + timeout
-    while True:
+    runs: list[dict[str, Any]] = []
+
+    async def found() -> dict[str, Any] | None:
+        nonlocal runs
         runs = (await http.get("/api/v1/sync")).json()["items"]
-        found = [r for r in runs if predicate(r)]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"no such sync run: {runs}"
-        await asyncio.sleep(0.05)
+        return next((r for r in runs if predicate(r)), None)
+
+    try:
+        return await until(found, timeout, "a sync run")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: no such sync run: {runs}") from None
 
 
 # --- lifecycle ------------------------------------------------------------------------------
@@ -168,8 +177,8 @@ async def test_unknown_workflow_is_404(client):
 # --- git-managed workflows and the sync endpoints ---------------------------------------------
 
 
-async def test_git_workflows_are_read_only_and_show_their_source(synced_settings, repo):
-    async with serve(api.create_app(synced_settings, sync=True)) as http:
+async def test_git_workflows_are_read_only_and_show_their_source(db, synced_settings, repo):
+    async with served(synced_settings, db, {"sync"}) as http:
         run = await wait_for_run(http, lambda r: r["status"] == "applied")
         assert run["reason"] == "start" and run["commit"] == repo.git("rev-parse", "HEAD")
         got = (await http.get("/api/v1/workflows/git-flow")).json()
@@ -183,8 +192,8 @@ async def test_git_workflows_are_read_only_and_show_their_source(synced_settings
         assert_problem(await http.post("/api/v1/workflows", json=change), 409, "managed by git")
 
 
-async def test_a_signed_push_syncs_at_once(synced_settings, repo):
-    async with serve(api.create_app(synced_settings, sync=True)) as http:
+async def test_a_signed_push_syncs_at_once(db, synced_settings, repo):
+    async with served(synced_settings, db, {"sync"}) as http:
         await wait_for_run(http, lambda r: r["status"] == "applied")
         repo.write("workflows/git-flow.yaml", flow("git-flow", message="pushed"))
         commit = repo.commit()
@@ -198,9 +207,9 @@ async def test_a_signed_push_syncs_at_once(synced_settings, repo):
 
 
 async def test_push_webhook_refuses_bad_signatures_and_ignores_other_branches(
-    synced_settings, repo
+    db, synced_settings, repo
 ):
-    async with serve(api.create_app(synced_settings)) as http:
+    async with served(synced_settings, db) as http:
         body = json.dumps({"ref": "refs/heads/main"}).encode()
         missing = await http.post("/api/v1/sync", content=body)
         assert_problem(missing, 401, "missing X-Hub-Signature-256")
@@ -218,8 +227,8 @@ async def test_push_webhook_refuses_bad_signatures_and_ignores_other_branches(
         assert (await http.get("/api/v1/sync")).json()["items"] == []
 
 
-async def test_push_webhook_without_a_configured_secret_is_503(settings, monkeypatch):
+async def test_push_webhook_without_a_configured_secret_is_503(daemon, monkeypatch):
     monkeypatch.delenv("DWF_SECRET_SYNC_WEBHOOK", raising=False)
-    async with serve(api.create_app(settings)) as http:
+    async with serve(daemon) as http:
         answer = await http.post("/api/v1/sync", content=b"{}", headers=signed(b"{}"))
         assert_problem(answer, 503, "DWF_SECRET_SYNC_WEBHOOK")

@@ -407,8 +407,8 @@ def test_runaway_loops_and_recursion_stop_at_the_time_limit(text: str) -> None:
     assert time.perf_counter() - started < 2
 
 
-def test_render_template_renders_one_string() -> None:
+def test_a_lone_string_renders_to_its_native_value_and_names_its_path() -> None:
     data = scope()
-    assert templates.render_template("{{ trigger.labels }}", data, where=WHERE) == ["a", "b"]
+    assert templates.render_value("{{ trigger.labels }}", data, where=WHERE) == ["a", "b"]
     with pytest.raises(TemplateRenderError, match=r"^node `post-summary` at `text`: "):
-        templates.render_template("{{ nope }}", data, where=WHERE, path="text")
+        templates.render_value("{{ nope }}", data, where=WHERE, path="text")
