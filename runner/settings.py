@@ -29,6 +29,9 @@ DEFAULT_HEARTBEAT_SECONDS = 10.0
 DEFAULT_POLL_SECONDS = 1.0
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
+#: How long a worker keeps sending a transition while the database is unavailable before it
+#: hands the execution back (at least the lease: see `transition_retry_seconds`).
+DEFAULT_DB_RETRY_SECONDS = 60.0
 DEFAULT_WORKER_EXECUTIONS = 32
 DEFAULT_WORKER_NODES = 64
 DEFAULT_SCHEDULER_POLL_SECONDS = 10.0
@@ -64,6 +67,7 @@ class Settings:
     poll_seconds: float = DEFAULT_POLL_SECONDS
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    db_retry_seconds: float = DEFAULT_DB_RETRY_SECONDS
     worker_executions: int = DEFAULT_WORKER_EXECUTIONS
     worker_nodes: int = DEFAULT_WORKER_NODES
     #: How often the scheduler re-reads the triggers besides their NOTIFY.
@@ -84,6 +88,13 @@ class Settings:
     http_max_response_bytes: int = DEFAULT_HTTP_MAX_RESPONSE_BYTES
     slack_api_url: str = DEFAULT_SLACK_API_URL
     monday_api_url: str = DEFAULT_MONDAY_API_URL
+
+    @property
+    def transition_retry_seconds(self) -> float:
+        """How long a transition is sent again while the database is unavailable: the setting,
+        and never less than the lease (a shorter wait would give up on executions that no other
+        worker could have taken yet)."""
+        return max(self.db_retry_seconds, self.lease_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -106,6 +117,7 @@ class Settings:
             "DWF_POLL_SECONDS": ("poll_seconds", float),
             "DWF_MAX_DELIVERIES": ("max_deliveries", int),
             "DWF_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+            "DWF_DB_RETRY_SECONDS": ("db_retry_seconds", float),
             "DWF_WORKER_EXECUTIONS": ("worker_executions", int),
             "DWF_WORKER_NODES": ("worker_nodes", int),
             "DWF_SCHEDULER_POLL_SECONDS": ("scheduler_poll_seconds", float),

@@ -13,6 +13,7 @@ import click
 from runner.cli import exits
 
 if TYPE_CHECKING:
+    from runner.cli.interrupts import Interrupts
     from runner.settings import Settings
 
 
@@ -30,8 +31,42 @@ def run(
 ) -> None:
     """Run a workflow FILE (recorded as a local version) or a workflow by ID, to its end.
 
-    Exit 0 iff the execution Succeeded.
+    Exit 0 iff the execution Succeeded. Ctrl-C cancels it (exit 130 once it ended Cancelled);
+    a second Ctrl-C leaves at once, the execution left Running for a worker to resume.
     """
+    from runner.cli.interrupts import Interrupts
+
+    interrupts = Interrupts()
+    try:
+        document = _run_command(
+            interrupts, target, trigger_text, request_id, draft=draft, output=output
+        )
+    except KeyboardInterrupt:
+        # Before the start is sent (loading, linting, opening the database), or after the
+        # execution ended: in between Ctrl-C is the Interrupts' (runner/cli/interrupts.py).
+        said = "interrupted" if interrupts.watched else "interrupted; no execution was started"
+        click.echo(f"dwf run: {said}", err=True)
+        sys.exit(exits.EXIT_INTERRUPTED)
+    if output == "json":
+        click.echo(json.dumps(document, indent=2, default=str))
+    else:
+        _print_summary(document)
+    if document["status"] == "Succeeded":
+        sys.exit(exits.EXIT_OK)
+    cancelled_here = interrupts.cancelled and document["status"] == "Cancelled"
+    sys.exit(exits.EXIT_INTERRUPTED if cancelled_here else exits.EXIT_FAILED)
+
+
+def _run_command(
+    interrupts: Interrupts,
+    target: str,
+    trigger_text: str | None,
+    request_id: str | None,
+    *,
+    draft: bool,
+    output: str,
+) -> dict[str, Any]:
+    """Flags to a finished execution's document (usage errors end the command)."""
     from runner.engine import requests
     from runner.errors import DwfError, UsageError
 
@@ -55,23 +90,20 @@ def run(
     definition = None
     if path.suffix in (".yaml", ".yml") or path.is_file():
         definition = _load_file(path)
-    document = exits.run(
+    return exits.run(
         "run",
         lambda: _run(
             settings,
+            interrupts,
             target=target,
             definition=definition,
             payload=payload,
-            request_id=request_id,
+            # Ours when not given, so a Ctrl-C can find the execution before `execute` returns.
+            request_id=request_id or f"manual:{uuid.uuid4()}",
             draft=draft,
             output=output,
         ),
     )
-    if output == "json":
-        click.echo(json.dumps(document, indent=2, default=str))
-    else:
-        _print_summary(document)
-    sys.exit(exits.EXIT_OK if document["status"] == "Succeeded" else exits.EXIT_FAILED)
 
 
 def _load_file(path: Path) -> dict[str, Any]:
@@ -96,6 +128,7 @@ def _load_file(path: Path) -> dict[str, Any]:
 
 async def _run(
     settings: Settings,
+    interrupts: Interrupts,
     *,
     target: str,
     definition: dict[str, Any] | None,
@@ -135,13 +168,14 @@ async def _run(
             allow_draft=draft,
             any_status=local,
         )
-        try:
-            row = await daemon.execute(request)
-        finally:
-            if view is not None:
-                view.close()
-        async with daemon.db.connection() as conn:
-            attempts = await executions.attempts(conn, row.execution_id)
+        async with interrupts.watching(daemon, request, view):
+            try:
+                row = await daemon.execute(request)
+            finally:
+                if view is not None:
+                    view.close()
+            async with daemon.db.connection() as conn:
+                attempts = await executions.attempts(conn, row.execution_id)
         return execution_document(row, attempts)
 
 

@@ -1,9 +1,12 @@
 """Exit codes (SPEC §9) and the one mapping from the runner's errors to them.
 
     0  success
-    1  findings, a failed execution, a refused change, a runner error
+    1  findings, an execution that did not succeed (Failed, or Cancelled by anything but
+       `dwf run`'s own Ctrl-C), a refused change, a runner error
     2  usage or I/O: a bad flag or file, a database that cannot be reached, a git source that
        cannot be read
+    130 interrupted: `dwf run` cancelled its execution on Ctrl-C (128 + SIGINT, as shells
+       report a process that SIGINT ended), or was interrupted before anything started
 
 Every command runs its work through `run` and reads its settings through `settings`, so an
 error is one line on stderr (`dwf <command>: <message>`) and the same kind of error exits with
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from runner.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
 

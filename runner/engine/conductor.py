@@ -30,11 +30,12 @@ from runner.engine.requests import StartRequest
 from runner.engine.run import ExecutionRun
 from runner.engine.signals import Observer, Signals
 from runner.engine.starts import Starts
-from runner.errors import Conflict, LeaseLost, NotFound
+from runner.errors import Conflict, DatabaseUnavailable, LeaseLost, NotFound
 from runner.settings import Settings
 from runner.spec.model import Node
 from runner.store import batch as batch_store
 from runner.store import executions, queue
+from runner.store.batch import Lease
 from runner.store.database import Connection, Database
 from runner.store.executions import ExecutionRow
 from runner.store.queue import Claim
@@ -67,14 +68,16 @@ class Conductor:
     async def conduct(
         self,
         claim: Claim,
-        owner: str,
         *,
         node_slots: asyncio.Semaphore | None = None,
         known: tuple[ExecutionRow, DefinitionRow] | None = None,
     ) -> str | None:
         """Conduct a claimed execution: to its end, a park, or a release (drain). Returns the
         outcome, PARKED or RELEASED, or None when there was nothing to run. `known`: the rows
-        of an execution this process just created (Pending), so they need no second read."""
+        of an execution this process just created (Pending), so they need no second read.
+        Every write is fenced by the claim's lease (LeaseLost once a later claim took it); a
+        database that stays unavailable past `settings.transition_retry_seconds` raises
+        DatabaseUnavailable, and the execution is left for a later claim (never failed)."""
         signals = self._signals.setdefault(claim.execution_id, Signals())
         try:
             record = None
@@ -86,8 +89,9 @@ class Conductor:
                     return None
                 row, definition, record = found
             return await self._conduct(
-                row, definition, owner=owner, signals=signals, node_slots=node_slots, record=record
-            )
+                row, definition, lease=claim.lease, signals=signals, node_slots=node_slots,
+                record=record,
+            )  # fmt: skip
         finally:
             self._signals.pop(claim.execution_id, None)
 
@@ -134,13 +138,13 @@ class Conductor:
         row: ExecutionRow,
         definition: DefinitionRow,
         *,
-        owner: str,
+        lease: Lease,
         signals: Signals,
         node_slots: asyncio.Semaphore | None,
         record: Recorded | None = None,
     ) -> str | None:
         if row.status == "Pending" and row.cancel_requested_at is not None:
-            batch = batch_store.Batch(row.tenant, row.execution_id, lease_owner=owner)
+            batch = batch_store.Batch(row.tenant, row.execution_id, lease=lease)
             batch.finish_execution(
                 "Cancelled", error=error_dict("Cancelled", "cancelled before it started"),
                 parent_execution_id=row.parent_execution_id,
@@ -156,7 +160,7 @@ class Conductor:
             signals=signals,
             services=self.services,
             wrappers=self.wrappers,
-            lease_owner=owner,
+            lease=lease,
             record=record,
             observer=self.observer if row.parent_execution_id is None else None,
             children=self,
@@ -164,20 +168,20 @@ class Conductor:
         )
         try:
             return await run.conduct()
-        except (LeaseLost, asyncio.CancelledError):
-            raise
+        except (LeaseLost, DatabaseUnavailable, asyncio.CancelledError):
+            raise  # not the workflow's failure: a later claim carries on
         except Exception as exc:
-            # Our own failure (e.g. the database went away mid-run): never leave the
-            # execution without a terminal status when it can still be written.
-            await self._fail_internally(row, owner, exc)
+            # Our own bug: never leave the execution without a terminal status when it can
+            # still be written.
+            await self._fail_internally(row, lease, exc)
             raise
 
-    async def _fail_internally(self, row: ExecutionRow, owner: str, exc: Exception) -> None:
+    async def _fail_internally(self, row: ExecutionRow, lease: Lease, exc: Exception) -> None:
         _log.exception("execution failed internally", executionId=str(row.execution_id))
         error = error_dict("InternalError", f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):
             async with self.db.connection() as conn:
-                batch = batch_store.Batch(row.tenant, row.execution_id, lease_owner=owner)
+                batch = batch_store.Batch(row.tenant, row.execution_id, lease=lease)
                 batch.finish_execution(
                     "Failed", error=error, parent_execution_id=row.parent_execution_id
                 )
@@ -197,21 +201,23 @@ class Conductor:
     ) -> ExecutionRow:
         """Start a subworkflow node's child execution (the same one again on a re-attempt)."""
         assert node.workflow_id is not None
-        row, _ = await self.starts.start(
-            StartRequest(
-                workflow_id=node.workflow_id,
-                version=node.version,
-                trigger=parameters,
-                trigger_type="subworkflow",
-                trigger_id=node.id,
-                request_id=f"subworkflow:{parent.execution_id}:{node.id}",
-                principal=parent.principal,
-                tenant=parent.tenant,
-                correlation_id=parent.correlation_id,
-                parent_execution_id=parent.execution_id,
-                parent_node_id=node.id,
-                depth=parent.depth + 1,
-            )
+        request = StartRequest(
+            workflow_id=node.workflow_id,
+            version=node.version,
+            trigger=parameters,
+            trigger_type="subworkflow",
+            trigger_id=node.id,
+            request_id=f"subworkflow:{parent.execution_id}:{node.id}",
+            principal=parent.principal,
+            tenant=parent.tenant,
+            correlation_id=parent.correlation_id,
+            parent_execution_id=parent.execution_id,
+            parent_node_id=node.id,
+            depth=parent.depth + 1,
+        )
+        # Its request id makes a repeat find the child the first try may have started.
+        row, _ = await self.db.retrying(
+            lambda: self.starts.start(request), seconds=self.settings.transition_retry_seconds
         )
         return row
 

@@ -19,6 +19,7 @@ import contextlib
 import functools
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,18 +35,35 @@ from runner.engine.record import Recorded
 from runner.engine.scope import ExecutionScope
 from runner.engine.signals import PARKED, RELEASED, Observer, Signals
 from runner.engine.state import ExecutionState, Step
-from runner.errors import ConditionError, TemplateRenderError
+from runner.errors import (
+    ConditionError,
+    DatabaseUnavailable,
+    LeaseLost,
+    StoreError,
+    TemplateRenderError,
+)
 from runner.plan.compiler import Plan, Route
 from runner.settings import Settings
 from runner.spec.durations import format_duration
 from runner.spec.model import Node
 from runner.store import batch as batch_store
-from runner.store.batch import Batch
+from runner.store.batch import Batch, Lease
 from runner.store.database import Database
 from runner.store.executions import ExecutionRow
 
-#: How a node's task ends: its result, a child to wait for, or None (cancelled).
-_Ended = NodeResult | subworkflows.Waiting | None
+
+@dataclass(frozen=True, slots=True)
+class _Aborted:
+    """A node's task could not go on because the database could not (or the lease is lost):
+    the run stops, writing nothing more; a later claim resumes the execution."""
+
+    error: StoreError
+
+
+#: How a node ends: its result, a child to wait for, or None (cancelled).
+_Finished = NodeResult | subworkflows.Waiting | None
+#: How a node's task ends: as a node ends, or aborted.
+_Ended = _Finished | _Aborted
 
 
 class ExecutionRun:
@@ -61,7 +79,7 @@ class ExecutionRun:
         signals: Signals,
         services: ActionServices,
         wrappers: Sequence[Wrapper] = (),
-        lease_owner: str | None = None,
+        lease: Lease,
         record: Recorded | None = None,
         observer: Observer | None = None,
         children: subworkflows.Children | None = None,
@@ -69,7 +87,7 @@ class ExecutionRun:
     ) -> None:
         self.db, self.row, self.plan, self.settings = db, row, plan, settings
         self.workflow = plan.workflow
-        self.signals, self.lease_owner, self.record = signals, lease_owner, record
+        self.signals, self.lease, self.record = signals, lease, record
         self.services, self.wrappers = services, wrappers
         self.observer, self.children = observer, children
         self.node_slots = node_slots or asyncio.Semaphore(10_000)
@@ -218,6 +236,8 @@ class ExecutionRun:
         if getter in finished:
             node_id, result = getter.result()
             self.tasks.pop(node_id, None)
+            if isinstance(result, _Aborted):
+                raise result.error
             self.finish_node(node_id, result, batch)
             return
         getter.cancel()
@@ -255,7 +275,7 @@ class ExecutionRun:
         batch.event("ExecutionCancelling")
         self.advance(self.state.cancel(), batch)
 
-    def finish_node(self, node_id: str, result: _Ended, batch: Batch) -> None:
+    def finish_node(self, node_id: str, result: _Finished, batch: Batch) -> None:
         """Record a node's end, route from it, and start what became ready."""
         attempt = self.attempt_of[node_id]
         node = self.workflow.node(node_id)
@@ -396,7 +416,9 @@ class ExecutionRun:
                     result = await self.run_action(node, params)
         except asyncio.CancelledError:
             result = None
-        except Exception as exc:  # the registry or the database failed: the node fails, not us
+        except (DatabaseUnavailable, LeaseLost) as exc:  # not the node's failure
+            result = _Aborted(exc)
+        except Exception as exc:  # the registry failed, or a bug: the node fails, not us
             error = error_dict(type(exc).__name__, str(exc), node_id)
             result = NodeResult("Failed", self.attempt_of[node_id], {}, error)
         await self.done.put((node_id, result))
@@ -430,7 +452,10 @@ class ExecutionRun:
         """Finish the subworkflow nodes whose child ended; True if any did."""
         if not self.awaiting:
             return False
-        ended = await subworkflows.ended(self.db, self.awaiting)
+        ended = await self.db.retrying(
+            lambda: subworkflows.ended(self.db, self.awaiting),
+            seconds=self.settings.transition_retry_seconds,
+        )
         for node_id, final in ended.items():
             del self.awaiting[node_id]
             node, attempt = self.workflow.node(node_id), self.attempt_of[node_id]
@@ -446,7 +471,10 @@ class ExecutionRun:
 
     async def reuse(self, node_id: str, key: Any) -> NodeResult | None:
         """The stored result of an earlier run with this key, recorded as reused; or None."""
-        outputs = await idempotency.stored_outputs(self.db, self.row, node_id, key)
+        outputs = await self.db.retrying(
+            lambda: idempotency.stored_outputs(self.db, self.row, node_id, key),
+            seconds=self.settings.transition_retry_seconds,
+        )
         if outputs is None:
             return None
         batch = self.batch()
@@ -478,13 +506,23 @@ class ExecutionRun:
     # -- plumbing -------------------------------------------------------------------------------
 
     def batch(self) -> Batch:
-        return Batch(self.row.tenant, self.row.execution_id, lease_owner=self.lease_owner)
+        return Batch(self.row.tenant, self.row.execution_id, lease=self.lease)
 
     async def commit(self, batch: Batch) -> None:
+        """Write a transition behind the lease fence; sent again on a fresh connection while the
+        database is unavailable (a repeat of one that did commit changes nothing)."""
+        # The lock keeps a run's own transactions (the loop's and its retrying nodes') in the
+        # order they were made, retries included.
+        async with self.commit_lock:
+            await self.db.retrying(
+                functools.partial(self._send, batch),
+                seconds=self.settings.transition_retry_seconds,
+            )
+
+    async def _send(self, batch: Batch) -> None:
         # A pooled connection per transition, not one held for the whole run: a worker runs
-        # far more executions at once than it keeps connections. The lock keeps a run's own
-        # transactions (the loop's and its retrying nodes') in the order they were made.
-        async with self.commit_lock, self.db.connection(autocommit=True) as conn:
+        # far more executions at once than it keeps connections.
+        async with self.db.connection(autocommit=True) as conn:
             await batch_store.commit(conn, batch)
 
     def notify(self, kind: str, node_id: str | None, details: Mapping[str, Any]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runner.engine.attempts import NodeResult, error_dict
-from runner.errors import DwfError
+from runner.errors import DwfError, StoreError
 from runner.spec.model import Node
 from runner.store import executions
 from runner.store.database import Database
@@ -54,6 +54,8 @@ async def start(
         return NodeResult("Failed", attempt, {}, error_dict("NestingTooDeep", message, node.id))
     try:
         child = await children.start_child(parent, node, params)
+    except StoreError:
+        raise  # the database's trouble, not the node's: the run stops and is resumed
     except DwfError as exc:
         error = error_dict(type(exc).__name__, str(exc), node.id)
         return NodeResult("Failed", attempt, {}, error)

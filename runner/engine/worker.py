@@ -29,7 +29,7 @@ import structlog
 from runner.engine.conductor import Conductor
 from runner.engine.requests import StartRequest
 from runner.engine.signals import PARKED, RELEASED
-from runner.errors import LeaseLost, NotFound
+from runner.errors import DatabaseUnavailable, LeaseLost, NotFound, StoreError
 from runner.settings import Settings
 from runner.store import executions, queue
 from runner.store.executions import ExecutionRow
@@ -41,6 +41,8 @@ _log = structlog.get_logger(__name__)
 SWEEP_SECONDS = 5.0
 #: How often `run_until` looks at the execution it waits for, when another worker runs it.
 FOLLOW_SECONDS = 0.1
+#: How often an execution run here (`dwf run`) looks for a cancel asked for elsewhere.
+CANCEL_POLL_SECONDS = 0.5
 
 
 class Worker:
@@ -60,6 +62,7 @@ class Worker:
         self.correlation_id = correlation_id
         self.node_slots = asyncio.Semaphore(settings.worker_nodes)
         self.running: dict[uuid.UUID, asyncio.Task[str | None]] = {}
+        self.claims: dict[uuid.UUID, Claim] = {}  # of the executions in `running`
         self.lost: set[uuid.UUID] = set()
         self.work = asyncio.Event()
         self.stopping = False
@@ -117,13 +120,19 @@ class Worker:
     ) -> ExecutionRow:
         """Conduct a claimed execution on the spot, its lease renewed by this worker's
         heartbeat; if it parks, is released or taken over, a worker scoped to it carries on."""
-        heartbeat = asyncio.create_task(self._heartbeat(), name="worker heartbeat")
+        duties = [
+            asyncio.create_task(self._heartbeat(), name="worker heartbeat"),
+            # No LISTEN connection of its own (dwf run starts one execution, a benchmark
+            # hundreds): a cancel from another process is found by asking, twice a second.
+            asyncio.create_task(self._watch_cancels(), name="worker cancels"),
+        ]
         task = self._track(claim, known)
         try:
             outcome = await task
         finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            for duty in duties:
+                duty.cancel()
+            await asyncio.gather(*duties, return_exceptions=True)
         if outcome not in (PARKED, RELEASED):
             async with self.db.connection(autocommit=True) as conn:  # one read: no BEGIN/COMMIT
                 final = await executions.get(conn, row.tenant, row.execution_id)
@@ -181,8 +190,11 @@ class Worker:
                             free,
                             self.settings.lease_seconds,
                             correlation_id=self.correlation_id,
+                            running=list(self.running),
                         )
-                except Exception:  # the database may come back: keep polling
+                except StoreError as exc:  # the database may come back: keep polling
+                    self.log.warning("claim failed", error=str(exc))
+                except Exception:
                     self.log.exception("claim failed")
             for claim in claims:
                 self._track(claim)
@@ -200,6 +212,7 @@ class Worker:
             self._conduct(claim, known), name=f"execution {claim.execution_id}"
         )
         self.running[claim.execution_id] = task
+        self.claims[claim.execution_id] = claim
         # A task cancelled before its first step never runs _conduct's `finally`.
         task.add_done_callback(functools.partial(self._forget, claim.execution_id))
         return task
@@ -207,6 +220,7 @@ class Worker:
     def _forget(self, execution_id: uuid.UUID, task: asyncio.Task[str | None]) -> None:
         if self.running.get(execution_id) is task:
             del self.running[execution_id]
+            self.claims.pop(execution_id, None)
             self.work.set()
 
     async def _conduct(
@@ -220,24 +234,28 @@ class Worker:
             if claim.deliveries > self.settings.max_deliveries:
                 await self._dead_letter(claim)
                 return None
-            result = await self.conductor.conduct(
-                claim, self.owner, node_slots=self.node_slots, known=known
-            )
+            result = await self.conductor.conduct(claim, node_slots=self.node_slots, known=known)
             if result == RELEASED:
-                await self._release(claim.execution_id)
+                await self._release(claim)
                 released = True
             elif result == PARKED:
                 log.info("execution parked")
             return result
         except LeaseLost:
             log.warning("lease lost: another worker runs this execution now")
+        except DatabaseUnavailable as exc:
+            # The database stayed away past the retries: hand the execution back (or, if even
+            # that fails, let its lease expire); a later claim resumes it from its rows.
+            log.warning("database unavailable; execution handed back", error=str(exc))
+            await self._release(claim)
         except asyncio.CancelledError:
             if claim.execution_id not in self.lost and not released:
-                await self._release(claim.execution_id)
+                await self._release(claim)
         except Exception:
             log.exception("execution crashed")
         finally:
             self.running.pop(claim.execution_id, None)
+            self.claims.pop(claim.execution_id, None)
             self.lost.discard(claim.execution_id)
             self.work.set()
         return None
@@ -249,15 +267,15 @@ class Worker:
             "kept stopping (crashed, killed or lost their lease)"
         )
         async with self.db.connection() as conn:
-            await queue.dead_letter(conn, claim, self.owner, reason)
+            await queue.dead_letter(conn, claim, reason)
         self.log.warning(
             "execution dead-lettered", executionId=str(claim.execution_id), reason=reason
         )
 
-    async def _release(self, execution_id: uuid.UUID) -> None:
-        with contextlib.suppress(Exception):
+    async def _release(self, claim: Claim) -> None:
+        with contextlib.suppress(StoreError):  # its lease expires instead
             async with self.db.connection() as conn:
-                await queue.release(conn, execution_id, self.owner)
+                await queue.release(conn, claim)
 
     async def _drain(self) -> None:
         """Let running nodes finish (no new ones start), then hand the rest back."""
@@ -275,18 +293,13 @@ class Worker:
     # -- background duties ----------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        channels = (queue.QUEUE_CHANNEL, queue.CANCEL_CHANNEL, queue.CHILD_CHANNEL)
-        while True:
-            try:
-                async with self.db.listener(*channels) as conn:
-                    self.work.set()  # anything queued while we were not listening
-                    async for notify in conn.notifies():
-                        self._dispatch(notify.channel, notify.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.warning("listener lost; polling until it is back", exc_info=True)
-                await asyncio.sleep(self.settings.poll_seconds)
+        await self.db.follow(
+            (queue.QUEUE_CHANNEL, queue.CANCEL_CHANNEL, queue.CHILD_CHANNEL),
+            lambda notify: self._dispatch(notify.channel, notify.payload),
+            listening=self.work.set,  # anything queued while we were not listening
+            retry_seconds=self.settings.poll_seconds,
+            what="worker listener",
+        )
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == queue.QUEUE_CHANNEL:
@@ -307,23 +320,33 @@ class Worker:
             # Only executions claimed before the renewal: one claimed meanwhile is not in
             # `held` yet, and must not be taken for lost.
             running = dict(self.running)
-            if not running:
+            epochs = {i: self.claims[i].epoch for i in running if i in self.claims}
+            if not epochs:
                 continue
             try:
                 async with self.db.connection(autocommit=True) as conn:
-                    held = await queue.renew(
-                        conn, self.owner, self.settings.lease_seconds, list(running)
-                    )
-            except Exception:
-                self.log.warning("lease renewal failed", exc_info=True)
+                    held = await queue.renew(conn, self.owner, self.settings.lease_seconds, epochs)
+            except StoreError as exc:
+                self.log.warning("lease renewal failed", error=str(exc))
                 continue
             for execution_id, task in running.items():
-                if execution_id not in held and not task.done():
-                    # Another worker took it over (we were paused past the lease): stop
-                    # without writing; the fence would refuse our writes anyway.
+                if execution_id in epochs and execution_id not in held and not task.done():
+                    # A later claim took it over (we were paused or cut off past the lease):
+                    # stop this conductor before anything else; the fence refuses its writes.
                     self.lost.add(execution_id)
                     self.log.warning("lease lost", executionId=str(execution_id))
                     task.cancel()
+
+    async def _watch_cancels(self) -> None:
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            try:
+                async with self.db.connection(autocommit=True) as conn:
+                    requested = await executions.cancel_requested(conn, list(self.running))
+            except StoreError:
+                continue  # asked again shortly; the transitions retry on their own
+            for execution_id in requested:
+                self.conductor.request_cancel(execution_id)
 
     async def _sweep(self) -> None:
         while True:

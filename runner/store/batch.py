@@ -2,8 +2,12 @@
 
 The conductor gathers what a transition changes (a node finished, its successors started, the
 events saying so) into a Batch of operations; `commit` sends them as one call of `dwf_apply`
-(migration 0007), which takes the lease fence and applies them in order: one statement, one
-round trip and one commit per transition.
+(migrations 0007, 0008), which takes the lease fence and applies them in order: one statement,
+one round trip and one commit per transition.
+
+The fence is the claim's `Lease`: (owner, epoch), so a conductor of an earlier claim writes
+nothing. Each batch gets the lease's next sequence number when it is first sent, and keeps it:
+sending it again after a lost connection is a no-op when the first send did commit.
 """
 
 from __future__ import annotations
@@ -21,22 +25,38 @@ from runner.errors import LeaseLost
 from runner.store import translation
 from runner.store.database import Connection
 
-LEASE_LOST_SQLSTATE = translation.LEASE_LOST_SQLSTATE  # raised by dwf_hold_lease (migration 0002)
-_APPLY = "SELECT dwf_apply(%s, %s, %s, %s)"
+LEASE_LOST_SQLSTATE = translation.LEASE_LOST_SQLSTATE  # raised by dwf_hold_lease (migration 0008)
+_APPLY = "SELECT dwf_apply(%s, %s, %s, %s, %s, %s)"
+
+
+@dataclass(slots=True)
+class Lease:
+    """The fencing token of one claim of an execution: its owner and epoch (a new one per
+    claim), and how many transitions were sent under it."""
+
+    owner: str
+    epoch: int
+    sent: int = 0
+
+    def next_seq(self) -> int:
+        """The sequence number of the next transition under this claim."""
+        self.sent += 1
+        return self.sent
 
 
 @dataclass(slots=True)
 class Batch:
     """The writes of one transition of one execution, committed together by `commit`.
 
-    With a `lease_owner`, `dwf_apply` first takes the lease fence (`dwf_hold_lease`): if
-    another worker holds the execution now, nothing of the batch is written (LeaseLost).
+    With a `lease`, `dwf_apply` first takes the lease fence (`dwf_hold_lease`): if another
+    claim holds the execution now, nothing of the batch is written (LeaseLost).
     """
 
     tenant: str
     execution_id: uuid.UUID
     ops: list[dict[str, Any]] = field(default_factory=list)
-    lease_owner: str | None = None
+    lease: Lease | None = None
+    seq: int | None = None
 
     def start_attempt(
         self, node_id: str, attempt: int, action_type: str | None, parameters: Any
@@ -168,6 +188,11 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.ops)
 
+    @property
+    def finishes(self) -> bool:
+        """Whether this batch ends the execution."""
+        return any(op["op"] == "finish_execution" for op in self.ops)
+
 
 async def commit(conn: Connection, batch: Batch) -> None:
     """Apply a batch as its own transaction: one statement in autocommit, so a transition costs
@@ -176,7 +201,18 @@ async def commit(conn: Connection, batch: Batch) -> None:
         return
     # Secret values never reach the database: masked here, once per transition (a no-op
     # until the process reveals a secret).
-    params = (batch.tenant, batch.execution_id, batch.lease_owner, Jsonb(masking.mask(batch.ops)))
+    lease = batch.lease
+    resend = batch.seq is not None
+    if lease is not None and not resend:
+        batch.seq = lease.next_seq()  # kept: a resend of this batch is recognised as a repeat
+    params = (
+        batch.tenant,
+        batch.execution_id,
+        None if lease is None else lease.owner,
+        None if lease is None else lease.epoch,
+        batch.seq,
+        Jsonb(masking.mask(batch.ops)),
+    )
     try:
         if conn.autocommit:
             await conn.execute(_APPLY, params)
@@ -191,9 +227,24 @@ async def commit(conn: Connection, batch: Batch) -> None:
                 await conn.execute(_APPLY, params)
     except psycopg.Error as exc:
         if exc.sqlstate == LEASE_LOST_SQLSTATE:
+            if resend and batch.finishes and await _ended(conn, batch.execution_id):
+                # The first send did commit: ending the execution removed the queue row the
+                # fence looks at, so the repeat cannot be recognised by its number.
+                batch.ops.clear()
+                return
+            owner = None if lease is None else f"{lease.owner} (epoch {lease.epoch})"
             raise LeaseLost(
-                f"execution {batch.execution_id}: the lease of {batch.lease_owner} was taken "
-                "over by another worker; nothing was written"
+                f"execution {batch.execution_id}: the lease of {owner} was taken over by "
+                "another claim; nothing was written"
             ) from exc
         raise
     batch.ops.clear()
+
+
+async def _ended(conn: Connection, execution_id: uuid.UUID) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM workflow_executions WHERE execution_id = %s"
+        " AND status IN ('Succeeded', 'Failed', 'Cancelled')",
+        (execution_id,),
+    )
+    return await cur.fetchone() is not None

@@ -17,26 +17,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import select
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
+import structlog
+import tenacity
 from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from runner.errors import DatabaseClosed, StoreError
+from runner.errors import DatabaseClosed, DatabaseUnavailable, StoreError
 from runner.settings import Settings
 from runner.store import embedded, migrations, translation
 
+#: `Database.retrying`: the first wait after a failure, and the longest (jittered, doubling).
+RETRY_FIRST_WAIT_SECONDS = 0.1
+RETRY_MAX_WAIT_SECONDS = 2.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 DEFAULT_POOL_WAIT_SECONDS = 30.0
+#: How long the pool keeps trying to replace one lost connection before it gives that attempt
+#: up; the next request that waits for a connection starts a new one.
+RECONNECT_SECONDS = 1.0
 POOL_NAME = "dwf"
 _CONNECT_TIMEOUT = str(DEFAULT_CONNECT_TIMEOUT_SECONDS)  # libpq takes it as a string
 
+_log = structlog.get_logger(__name__)
+T = TypeVar("T")
 Connection = AsyncConnection[dict[str, Any]]
+Notify = psycopg.Notify  # a NOTIFY heard by `Database.follow`
 
 
 class Database:
@@ -124,6 +136,76 @@ class Database:
         finally:
             await conn.close()
 
+    async def follow(
+        self,
+        channels: Sequence[str],
+        handle: Callable[[Notify], None],
+        *,
+        listening: Callable[[], None] = lambda: None,
+        retry_seconds: float,
+        what: str,
+    ) -> None:
+        """LISTEN on `channels` until cancelled, passing each notification to `handle`, and
+        `listening()` each time the LISTEN is (again) in place: anything sent while it was not
+        is lost, so the caller looks for itself. A lost connection is listened again after
+        `retry_seconds`, logged as a warning (an outage is not a bug: no traceback)."""
+        while True:
+            try:
+                async with self.listener(*channels) as conn:
+                    listening()
+                    async for notify in conn.notifies():
+                        handle(notify)
+            except StoreError as exc:
+                _log.warning(f"{what} lost; listening again shortly", error=str(exc))
+            except Exception:
+                _log.exception(f"{what} failed; listening again shortly")
+            await asyncio.sleep(retry_seconds)
+
+    async def retrying(self, call: Callable[[], Awaitable[T]], *, seconds: float) -> T:
+        """`call()`, made again while the database is unavailable (a lost connection, a server
+        restarting, no connection in time), with jittered backoff, for up to `seconds`; then
+        its DatabaseUnavailable. Only for calls that are safe to repeat (reads, fenced and
+        numbered transitions, starts by request id).
+
+        The bound holds even for a call that hangs (a partitioned network answers nothing,
+        and the pool waits for a connection): it is cancelled at the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+
+        async def attempt() -> T:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await call()
+            except TimeoutError as exc:
+                raise DatabaseUnavailable(
+                    f"the database did not answer within {seconds:g} s"
+                ) from exc
+
+        # The first try goes without tenacity's machinery: it is on every transition's path,
+        # and nearly always the only one.
+        try:
+            return await attempt()
+        except DatabaseUnavailable as exc:
+            if loop.time() >= deadline:
+                raise
+            _log.warning("database unavailable; trying again", attempt=1, error=str(exc))
+            await asyncio.sleep(random.uniform(0.5, 1.0) * RETRY_FIRST_WAIT_SECONDS)
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(DatabaseUnavailable),
+            # Jitter spreads the reconnects of many workers after an outage.
+            wait=tenacity.wait_exponential(
+                multiplier=RETRY_FIRST_WAIT_SECONDS, max=RETRY_MAX_WAIT_SECONDS
+            )
+            + tenacity.wait_random(0, RETRY_FIRST_WAIT_SECONDS),
+            stop=tenacity.stop_after_delay(max(0.0, deadline - loop.time())),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for retry in retrying:
+            with retry:
+                return await attempt()
+        raise AssertionError("tenacity ends with a result or the last error")  # unreachable
+
     def _require_open(self) -> AsyncConnectionPool[Connection]:
         if self._pool is None:
             raise DatabaseClosed(
@@ -157,6 +239,13 @@ class Database:
             # something to read (see `_check_idle`).
             check=_check_idle,
             timeout=DEFAULT_POOL_WAIT_SECONDS,
+            # psycopg_pool retries a lost connection after 1 s, then doubles the wait without a
+            # bound for 5 minutes: after a 60 s outage the pool could sit idle for another
+            # minute, its callers waiting. Each attempt is given up after a second and a new
+            # one started at once (`_keep_trying`), so the pool tries about once a second for
+            # as long as the outage lasts, and work resumes within about a second of its end.
+            reconnect_timeout=RECONNECT_SECONDS,
+            reconnect_failed=_keep_trying,
             name=POOL_NAME,
             open=False,
         )
@@ -195,6 +284,20 @@ async def _check_idle(conn: Connection) -> None:
     readable, _, _ = select.select([conn.fileno()], [], [], 0)
     if readable:
         await AsyncConnectionPool.check_connection(conn)
+
+
+async def _keep_trying(pool: AsyncConnectionPool[Any]) -> None:
+    """The pool gave a reconnection attempt up: start the next now (`check` grows a pool that
+    lacks connections), instead of waiting for a caller's checkout to ask for one."""
+    with contextlib.suppress(psycopg.Error):  # closed meanwhile
+        await pool.check()
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    _log.warning(
+        "database unavailable; trying again", attempt=state.attempt_number + 1, error=str(error)
+    )
 
 
 def _connect_options(params: dict[str, Any]) -> dict[str, Any]:

@@ -253,6 +253,18 @@ async def request_cancel(conn: Connection, tenant: str, execution_id: uuid.UUID)
     return await cur.fetchone() is not None
 
 
+async def cancel_requested(conn: Connection, execution_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of these executions whose cancel was requested and that have not ended."""
+    if not execution_ids:
+        return []
+    cur = await conn.execute(
+        "SELECT execution_id FROM workflow_executions WHERE execution_id = ANY(%s)"
+        " AND cancel_requested_at IS NOT NULL AND status IN ('Pending', 'Running')",
+        (list(execution_ids),),
+    )
+    return [r["execution_id"] for r in await cur.fetchall()]
+
+
 async def reusable_outputs(
     conn: Connection, tenant: str, workflow_id: str, node_id: str, key: str
 ) -> dict[str, Any] | None:

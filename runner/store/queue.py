@@ -9,7 +9,7 @@ on machines with skewed clocks still agree on who holds a lease.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from psycopg.types.json import Jsonb
@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from runner.credentials import masking
 from runner.store import batch as batch_store
 from runner.store import executions
-from runner.store.batch import Batch
+from runner.store.batch import Batch, Lease
 from runner.store.database import Connection
 from runner.store.executions import ExecutionRow, NewExecution
 
@@ -30,12 +30,24 @@ TERMINAL_SQL = "('Succeeded', 'Failed', 'Cancelled')"
 @dataclass(frozen=True, slots=True)
 class Claim:
     """An execution a worker now holds the lease of, with its row as the claim found it (None
-    when the execution is gone)."""
+    when the execution is gone). Every write for this claim goes through its one `lease`, which
+    numbers the transitions."""
 
     execution_id: uuid.UUID
     tenant: str
     deliveries: int
     execution: ExecutionRow | None
+    lease: Lease
+
+    @property
+    def owner(self) -> str:
+        """Who holds the lease."""
+        return self.lease.owner
+
+    @property
+    def epoch(self) -> int:
+        """The claim's epoch: writes of any earlier claim are refused."""
+        return self.lease.epoch
 
 
 async def enqueue(
@@ -66,7 +78,7 @@ async def enqueue(
         statuses=statuses,
     )
     if created and claimed_by is not None:
-        return row, True, Claim(new.execution_id, new.tenant, 1, row)
+        return row, True, Claim(new.execution_id, new.tenant, 1, row, Lease(claimed_by, 1))
     return row, created, None
 
 
@@ -143,12 +155,13 @@ async def enqueue_many(
             FROM inserted
         ), queued AS (
             INSERT INTO execution_queue (execution_id, tenant, status, lease_owner,
-                lease_expires_at, deliveries, claimed_at)
+                lease_expires_at, deliveries, lease_epoch, claimed_at)
             SELECT execution_id, tenant,
                    CASE WHEN %(owner)s::text IS NULL THEN 'ready' ELSE 'claimed' END,
                    %(owner)s::text,
                    CASE WHEN %(owner)s::text IS NOT NULL
                         THEN now() + make_interval(secs => %(lease)s) END,
+                   CASE WHEN %(owner)s::text IS NULL THEN 0 ELSE 1 END,
                    CASE WHEN %(owner)s::text IS NULL THEN 0 ELSE 1 END,
                    CASE WHEN %(owner)s::text IS NOT NULL THEN now() END
             FROM inserted
@@ -188,8 +201,11 @@ async def claim(
     *,
     correlation_id: str | None = None,
     execution_id: uuid.UUID | None = None,
+    running: Sequence[uuid.UUID] = (),
 ) -> list[Claim]:
-    """Take up to `limit` executions: fresh ones, and ones whose lease expired (a dead worker's).
+    """Take up to `limit` executions: fresh ones, and ones whose lease expired (a dead worker's),
+    but none of `running` (those the caller still conducts: a conductor that lost its lease to
+    an outage must stop before its execution can be claimed again). Each claim is a new epoch.
 
     One statement. SKIP LOCKED lets concurrent workers pass over rows another is claiming
     instead of queueing behind it; a row whose lease a live worker is using inside a transaction
@@ -202,6 +218,7 @@ async def claim(
             WHERE ((status = 'ready' AND available_at <= now())
                    OR (status = 'claimed' AND lease_expires_at < now()))
               AND (%(execution)s::uuid IS NULL OR execution_id = %(execution)s::uuid)
+              AND NOT (execution_id = ANY(%(running)s::uuid[]))
               -- `dwf run`'s own worker takes only the execution it runs and its children.
               AND (%(correlation)s::text IS NULL OR EXISTS (
                    SELECT 1 FROM workflow_executions e
@@ -215,10 +232,13 @@ async def claim(
         UPDATE execution_queue q
         SET status = 'claimed', lease_owner = %(owner)s,
             lease_expires_at = now() + make_interval(secs => %(lease)s),
-            deliveries = q.deliveries + 1, claimed_at = now()
+            deliveries = q.deliveries + 1, claimed_at = now(),
+            -- The fencing token: writes of any earlier claim are refused from here on.
+            lease_epoch = q.lease_epoch + 1, applied_seq = 0
         FROM next LEFT JOIN workflow_executions e ON e.execution_id = next.execution_id
         WHERE q.execution_id = next.execution_id
-        RETURNING q.execution_id AS claimed_id, q.tenant AS claimed_tenant, q.deliveries, e.*
+        RETURNING q.execution_id AS claimed_id, q.tenant AS claimed_tenant, q.deliveries,
+            q.lease_epoch, e.*
         """,
         {
             "owner": owner,
@@ -226,6 +246,7 @@ async def claim(
             "lease": lease_seconds,
             "correlation": correlation_id,
             "execution": execution_id,
+            "running": list(running),
         },
     )
     rows = await cur.fetchall()
@@ -236,38 +257,43 @@ async def claim(
             r["claimed_tenant"],
             r["deliveries"],
             None if r["execution_id"] is None else ExecutionRow.from_row(r),
+            Lease(owner, r["lease_epoch"]),
         )
         for r in rows
     ]
 
 
 async def renew(
-    conn: Connection, owner: str, lease_seconds: float, execution_ids: list[uuid.UUID]
+    conn: Connection, owner: str, lease_seconds: float, epochs: Mapping[uuid.UUID, int]
 ) -> set[uuid.UUID]:
-    """Extend this worker's leases on the executions it is running; returns those it still
-    holds. Only those: a lease it holds on something it no longer runs is left to expire."""
+    """Extend this worker's leases on the executions it is running, each in the epoch of its
+    claim; returns those it still holds. Only those: a lease it holds on something it no longer
+    runs is left to expire, and one taken over by a later claim is not renewed."""
     cur = await conn.execute(
         """
-        UPDATE execution_queue SET lease_expires_at = now() + make_interval(secs => %s)
-        WHERE status = 'claimed' AND lease_owner = %s AND execution_id = ANY(%s)
-        RETURNING execution_id
+        UPDATE execution_queue q SET lease_expires_at = now() + make_interval(secs => %s)
+        FROM unnest(%s::uuid[], %s::bigint[]) AS held(execution_id, epoch)
+        WHERE q.execution_id = held.execution_id AND q.lease_epoch = held.epoch
+          AND q.status = 'claimed' AND q.lease_owner = %s
+        RETURNING q.execution_id
         """,
-        (lease_seconds, owner, execution_ids),
+        (lease_seconds, list(epochs), list(epochs.values()), owner),
     )
     held = {r["execution_id"] for r in await cur.fetchall()}
     await conn.commit()
     return held
 
 
-async def release(conn: Connection, execution_id: uuid.UUID, owner: str) -> None:
-    """Give an execution back (a worker shutting down): claimable at once, not a failed delivery."""
+async def release(conn: Connection, claim: Claim) -> None:
+    """Give an execution back (a worker shutting down, or one the database failed): claimable
+    at once, not a failed delivery. Only by its current claim."""
     await conn.execute(
         """
         UPDATE execution_queue SET status = 'ready', available_at = now(), lease_owner = NULL,
             lease_expires_at = NULL, deliveries = GREATEST(deliveries - 1, 0)
-        WHERE execution_id = %s AND status = 'claimed' AND lease_owner = %s
+        WHERE execution_id = %s AND status = 'claimed' AND lease_owner = %s AND lease_epoch = %s
         """,
-        (execution_id, owner),
+        (claim.execution_id, claim.owner, claim.epoch),
     )
     await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
     await conn.commit()
@@ -315,9 +341,10 @@ async def sweep_waiting(conn: Connection) -> int:
     return count
 
 
-async def dead_letter(conn: Connection, claim: Claim, owner: str, reason: str) -> None:
+async def dead_letter(conn: Connection, claim: Claim, reason: str) -> None:
     """Give up on an execution that keeps killing or losing its workers: it ends Failed."""
-    batch = Batch(claim.tenant, claim.execution_id, lease_owner=owner)
+    owner = claim.owner
+    batch = Batch(claim.tenant, claim.execution_id, lease=claim.lease)
     error = {"type": "DeadLettered", "message": reason, "nodeId": None}
     batch.fail_running_attempts({"type": "WorkerLost", "message": reason})
     batch.finish_execution("Failed", error=error)

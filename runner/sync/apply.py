@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,11 +25,11 @@ from typing import Any
 import structlog
 
 from runner import versions
-from runner.errors import DwfError, SourceError
+from runner.errors import DatabaseUnavailable, DwfError, SourceError
 from runner.settings import Settings
 from runner.store import sync as store
 from runner.store import workflows
-from runner.store.database import Connection, Database
+from runner.store.database import Connection, Database, Notify
 from runner.sync import check, diff
 from runner.sync.source import GitSource
 
@@ -123,19 +124,22 @@ class Syncer:
             with contextlib.suppress(asyncio.CancelledError):
                 await listening
 
+    async def _fail_run(self, sync_id: int, commit: str | None, error: str) -> store.SyncRunRow:
+        async with self.db.transaction() as conn:
+            return await store.finish_run(
+                conn, sync_id, status="failed", commit=commit, error=error
+            )
+
     async def _listen(self, pushed: asyncio.Queue[datetime]) -> None:
-        while True:
-            try:
-                async with self.db.listener(store.SYNC_CHANNEL) as conn:
-                    async for notice in conn.notifies():
-                        at = _push_time(notice.payload, self.settings.tenant)
-                        if at is not None:
-                            pushed.put_nowait(at)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _log.warning("sync listener lost; syncing on the interval only", exc_info=True)
-                await asyncio.sleep(RELISTEN_SECONDS)
+        def heard(notice: Notify) -> None:
+            at = _push_time(notice.payload, self.settings.tenant)
+            if at is not None:
+                pushed.put_nowait(at)
+
+        # Without it, pushes are synced on the interval only.
+        await self.db.follow(
+            (store.SYNC_CHANNEL,), heard, retry_seconds=RELISTEN_SECONDS, what="sync listener"
+        )
 
     async def _sync(self, reason: store.SyncReason, allow_mass_delete: bool) -> store.SyncRunRow:
         tenant, source = self.settings.tenant, self.source
@@ -168,12 +172,15 @@ class Syncer:
                 )  # fmt: skip
         except Exception as exc:
             message = str(exc) if isinstance(exc, DwfError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, SourceError):
+            if isinstance(exc, DatabaseUnavailable):
+                _log.warning("sync interrupted: the database is unavailable", error=message)
+            elif not isinstance(exc, SourceError):
                 _log.error("sync failed", error=message, exc_info=exc)
-            async with self.db.transaction() as conn:
-                run = await store.finish_run(
-                    conn, sync_id, status="failed", commit=commit, error=message
-                )
+            # Recorded once the database is back (within the bound), so no run stays `running`.
+            run = await self.db.retrying(
+                functools.partial(self._fail_run, sync_id, commit, message),
+                seconds=self.settings.transition_retry_seconds,
+            )
         _log.info(
             "sync " + run.status, reason=reason, commit=run.commit, repo=run.repo,
             error=run.error, **run.summary,

@@ -386,17 +386,14 @@ class Scheduler:
             self.log.error("schedule task crashed", exc_info=task.exception())
 
     async def _listen(self) -> None:
-        while True:
-            try:
-                async with self.db.listener(triggers.TRIGGERS_CHANNEL) as conn:
-                    self._changed.set()  # anything changed while we were not listening
-                    async for _ in conn.notifies():
-                        self._changed.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.warning("trigger listener lost; polling until it is back", exc_info=True)
-                await asyncio.sleep(self.settings.scheduler_poll_seconds)
+        # Until it is back, trigger changes are found by polling.
+        await self.db.follow(
+            (triggers.TRIGGERS_CHANNEL,),
+            lambda _: self._changed.set(),
+            listening=self._changed.set,  # anything changed while we were not listening
+            retry_seconds=self.settings.scheduler_poll_seconds,
+            what="trigger listener",
+        )
 
 
 def _never_called() -> None:

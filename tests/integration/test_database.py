@@ -249,7 +249,7 @@ async def test_a_listener_whose_backend_is_terminated_is_unavailable(db, postgre
 
 @pytest.mark.anyio
 async def test_lease_lost_is_raised_as_itself(db):
-    stale = batch.Batch("default", uuid.uuid4(), lease_owner="nobody")
+    stale = batch.Batch("default", uuid.uuid4(), lease=batch.Lease("nobody", 1))
     stale.event("Late")
     for block in (db.connection(autocommit=True), db.transaction()):
         with pytest.raises(LeaseLost, match="nothing was written") as caught:
@@ -260,7 +260,7 @@ async def test_lease_lost_is_raised_as_itself(db):
     # The fence's SQLSTATE is LeaseLost even when batch.commit is not the caller.
     with pytest.raises(LeaseLost):
         async with db.connection() as conn:
-            await conn.execute("SELECT dwf_hold_lease(%s, %s)", (uuid.uuid4(), "nobody"))
+            await conn.execute("SELECT dwf_hold_lease(%s, %s, 1, 1)", (uuid.uuid4(), "nobody"))
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from runner.engine.requests import StartRequest
 from runner.errors import Conflict, LeaseLost
 from runner.store import batch as batch_store
 from runner.store import queue
-from runner.store.batch import Batch
+from runner.store.batch import Batch, Lease
 from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -183,10 +183,11 @@ async def test_an_expired_lease_is_claimed_again_and_counts_a_delivery(db, daemo
     await lease_expired(db, execution_id)
     [second] = await claim(db, "b")
     assert (second.execution_id, second.deliveries) == (execution_id, 2)
+    assert second.epoch == first.epoch + 1  # a new fencing token
     row = await queued(db, execution_id)
     assert row is not None and row["lease_owner"] == "b"
-    async with db.connection() as conn:
-        assert await queue.renew(conn, "a", 30, [execution_id]) == set()  # a no longer holds it
+    async with db.connection() as conn:  # a no longer holds it
+        assert await queue.renew(conn, "a", 30, {execution_id: first.epoch}) == set()
 
 
 async def test_renew_extends_only_the_owners_leases(db, daemon):
@@ -197,7 +198,7 @@ async def test_renew_extends_only_the_owners_leases(db, daemon):
     if before[mine]["lease_owner"] != "me":
         mine, theirs = theirs, mine
     async with db.connection() as conn:
-        held = await queue.renew(conn, "me", 60, [mine, theirs])
+        held = await queue.renew(conn, "me", 60, {mine: 1, theirs: 1})
     after = {r["execution_id"]: r for r in await rows(db, "SELECT * FROM execution_queue")}
     assert held == {mine}
     gained = after[mine]["lease_expires_at"] - before[mine]["lease_expires_at"]
@@ -209,7 +210,7 @@ async def test_renew_leaves_leases_the_worker_no_longer_runs_to_expire(db, daemo
     running, forgotten = await start(daemon), await start(daemon)
     await claim(db, "me", limit=2, lease=5)
     async with db.connection() as conn:
-        held = await queue.renew(conn, "me", 60, [running])
+        held = await queue.renew(conn, "me", 60, {running: 1})
     after = {r["execution_id"]: r for r in await rows(db, "SELECT * FROM execution_queue")}
     assert held == {running}
     assert after[forgotten]["lease_expires_at"] < after[running]["lease_expires_at"]
@@ -222,7 +223,7 @@ async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db,
     await claim(db, "new")
     events_before = await rows(db, "SELECT * FROM execution_events ORDER BY event_id")
 
-    stale = Batch("default", execution_id, lease_owner="old")
+    stale = Batch("default", execution_id, lease=Lease("old", 1))
     stale.start_execution({"from": "old"})
     stale.start_attempt("a", 1, "core.echo", {})
     stale.finish_execution("Succeeded", outputs={"by": "old"})
@@ -239,12 +240,12 @@ async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db,
     assert row is not None and row["lease_owner"] == "new"
 
     # The lease holder writes; once its execution ended, even it is refused.
-    current = Batch("default", execution_id, lease_owner="new")
+    current = Batch("default", execution_id, lease=Lease("new", 2))
     current.start_execution({})
     current.finish_execution("Succeeded", outputs={"by": "new"})
     async with db.connection() as conn:
         await batch_store.commit(conn, current)
-        late = Batch("default", execution_id, lease_owner="new")
+        late = Batch("default", execution_id, lease=Lease("new", 2))
         late.event("Late")
         with pytest.raises(LeaseLost):
             await batch_store.commit(conn, late)
@@ -254,12 +255,86 @@ async def test_the_fence_refuses_every_write_of_a_worker_that_lost_its_lease(db,
     assert await queued(db, execution_id) is None
 
 
+async def test_an_earlier_claim_by_the_same_owner_writes_nothing(db, daemon):
+    # One process cut off from the database past its lease claims the execution again: its
+    # earlier conductor has the same owner name, and only the epoch tells them apart.
+    execution_id = await start(daemon)
+    [first] = await claim(db, "w", lease=0.2)
+    await lease_expired(db, execution_id)
+    [second] = await claim(db, "w")
+    assert (second.owner, second.epoch) == (first.owner, first.epoch + 1)
+    stale = Batch("default", execution_id, lease=first.lease)
+    stale.start_attempt("a", 1, "core.echo", {})
+    async with db.connection() as conn:
+        with pytest.raises(LeaseLost, match=r"w \(epoch 1\)"):
+            await batch_store.commit(conn, stale)
+        current = Batch("default", execution_id, lease=second.lease)
+        current.start_attempt("a", 2, "core.echo", {})
+        await batch_store.commit(conn, current)
+        assert await queue.renew(conn, "w", 30, {execution_id: first.epoch}) == set()
+        assert await queue.renew(conn, "w", 30, {execution_id: second.epoch}) == {execution_id}
+    assert await rows(db, "SELECT attempt FROM action_executions") == [{"attempt": 2}]
+
+
+async def test_a_transition_sent_again_after_it_committed_changes_nothing(db, daemon):
+    # A connection lost after COMMIT reached the server: the worker cannot know it committed
+    # and sends the same transition again on a fresh connection.
+    execution_id = await start(daemon)
+    [held] = await claim(db, "w")
+    sent = Batch("default", execution_id, lease=held.lease)
+    sent.start_execution({})
+    sent.start_attempt("a", 1, "core.echo", {})
+    async with db.connection() as conn:
+        await batch_store.commit(conn, sent)
+        again = Batch("default", execution_id, lease=held.lease, seq=sent.seq)
+        again.start_execution({})
+        again.start_attempt("a", 1, "core.echo", {})
+        await batch_store.commit(conn, again)  # no duplicate key, no second event
+        later = Batch("default", execution_id, lease=held.lease)
+        later.finish_attempt("a", 1, "Succeeded", {"message": "hi"})
+        await batch_store.commit(conn, later)  # the next transition still goes through
+    assert await rows(db, "SELECT attempt, status FROM action_executions") == [
+        {"attempt": 1, "status": "Succeeded"}
+    ]
+    kinds = await rows(db, "SELECT kind FROM execution_events ORDER BY event_id")
+    assert [k["kind"] for k in kinds] == [
+        "ExecutionCreated", "ExecutionStarted", "NodeStarted"
+    ]  # fmt: skip
+
+
+async def test_the_last_transition_sent_again_after_it_committed_is_no_lease_lost(db, daemon):
+    execution_id = await start(daemon)
+    [held] = await claim(db, "w")
+    sent = Batch("default", execution_id, lease=held.lease)
+    sent.start_execution({})
+    sent.finish_execution("Succeeded", outputs={})
+    async with db.connection() as conn:
+        await batch_store.commit(conn, sent)
+        again = Batch("default", execution_id, lease=held.lease, seq=sent.seq)
+        again.finish_execution("Succeeded", outputs={})
+        await batch_store.commit(conn, again)  # the queue row is gone, yet no LeaseLost
+        stale = Batch("default", execution_id, lease=held.lease)  # a new transition is refused
+        stale.finish_execution("Failed")
+        with pytest.raises(LeaseLost):
+            await batch_store.commit(conn, stale)
+    assert await rows(db, "SELECT status FROM workflow_executions") == [{"status": "Succeeded"}]
+
+
+async def test_a_claim_passes_over_the_executions_the_worker_still_runs(db, daemon):
+    running, other = await start(daemon), await start(daemon)
+    await claim(db, "w", limit=2, lease=0.2)
+    await lease_expired(db, running)
+    await lease_expired(db, other)
+    again = await claim(db, "w", running=[running])
+    assert [c.execution_id for c in again] == [other]
+
+
 async def test_a_lease_in_use_by_a_transaction_is_not_taken_even_when_expired(db, daemon):
     execution_id = await start(daemon)
     await claim(db, "old", lease=0.2)
     async with db.connection() as conn, conn.transaction():
         # The fence holds the queue row while the worker's transaction runs.
-        await conn.execute("SELECT dwf_hold_lease(%s, %s)", (execution_id, "old"))
+        await conn.execute("SELECT dwf_hold_lease(%s, 'old', 1, 1)", (execution_id,))
         await lease_expired(db, execution_id)
         assert await claim(db, "new") == []  # skipped, not waited for nor stolen
     [claimed] = await claim(db, "new")  # the transaction ended: the expired lease is claimable
@@ -268,13 +343,13 @@ async def test_a_lease_in_use_by_a_transaction_is_not_taken_even_when_expired(db
 
 async def test_release_makes_an_execution_claimable_at_once_without_a_delivery(db, daemon):
     execution_id = await start(daemon)
-    await claim(db, "a")
-    async with db.connection() as conn:
-        await queue.release(conn, execution_id, "someone-else")  # not theirs: nothing happens
+    [held] = await claim(db, "a")
+    async with db.connection() as conn:  # not theirs: nothing happens
+        await queue.release(conn, dataclasses.replace(held, lease=Lease("someone-else", 1)))
     row = await queued(db, execution_id)
     assert row is not None and row["lease_owner"] == "a"
     async with db.connection() as conn:
-        await queue.release(conn, execution_id, "a")
+        await queue.release(conn, held)
     row = await queued(db, execution_id)
     assert row is not None
     assert (row["status"], row["lease_owner"], row["deliveries"]) == ("ready", None, 0)
@@ -285,14 +360,15 @@ async def test_release_makes_an_execution_claimable_at_once_without_a_delivery(d
 async def test_dead_letter_fails_the_execution_closes_attempts_and_leaves_the_queue(db, daemon):
     execution_id = await start(daemon)
     [held] = await claim(db, "w")
-    opened = Batch("default", execution_id, lease_owner="w")
+    opened = Batch("default", execution_id, lease=held.lease)
     opened.start_execution({})
     opened.start_attempt("a", 1, "core.echo", {})
     async with db.connection() as conn:
         await batch_store.commit(conn, opened)
         with pytest.raises(LeaseLost):  # only the lease holder may give up on it
-            await queue.dead_letter(conn, held, "intruder", "no")
-        await queue.dead_letter(conn, held, "w", "gave up")
+            intruder = dataclasses.replace(held, lease=Lease("intruder", held.epoch))
+            await queue.dead_letter(conn, intruder, "no")
+        await queue.dead_letter(conn, held, "gave up")
     [final] = await rows(db, "SELECT status, error FROM workflow_executions")
     assert final["status"] == "Failed"
     assert final["error"] == {"type": "DeadLettered", "message": "gave up", "nodeId": None}
@@ -376,8 +452,8 @@ async def test_the_sweep_unparks_a_parent_whose_child_ended(db, daemon):
             depth=1,
         )
     )
-    await claim(db, "w", limit=1)  # the parent (enqueued first)
-    parked = Batch("default", parent, lease_owner="w")
+    [held] = await claim(db, "w", limit=1)  # the parent (enqueued first)
+    parked = Batch("default", parent, lease=held.lease)
     parked.start_execution({})
     parked.start_attempt("a", 1, None, {})  # the subworkflow node, waiting for the child
     parked.park()
