@@ -161,7 +161,9 @@ async def test_the_database_unreachable_past_the_lease_twice_loses_and_repeats_n
         proxy.pause()
         await anyio.sleep(OUTAGE)
         proxy.resume()
+        proxy.slow(0.02)  # then a slow network: every chunk 20 ms late, for a while
         await anyio.sleep(2.5)
+        proxy.resume()
         # The database refuses every connection and ends the open ones (the producer's too).
         with refusing(database_url):
             await anyio.sleep(OUTAGE)
@@ -271,6 +273,7 @@ async def test_the_api_answers_503_never_500_and_every_202_runs_to_its_end(
     try:
         server = group.start("api", "serve", "--roles", "api,worker", "--port", str(port), **FAST)
         await group.ready(server, "worker started")
+        await group.ready(group.start("worker", "worker", **FAST), "worker started")
         answers: list[httpx.Response] = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
 
