@@ -46,7 +46,7 @@ import psycopg
 
 # bench/ is on sys.path when run as a script
 from engine_bench import scratch_database
-from queue_bench import idle_speed, machine
+from queue_bench import idle_speed, machine, worker_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -124,14 +124,6 @@ class Workers:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-    def errors(self) -> list[str]:
-        lines = []
-        for path in sorted(self.logs.glob("worker-*.log")):
-            for line in path.read_text(errors="replace").splitlines():
-                if '"level": "error"' in line or "Traceback" in line:
-                    lines.append(f"{path.name}: {line[:300]}")
-        return lines
 
 
 async def db_now(url: str) -> datetime:
@@ -258,7 +250,7 @@ async def soak(args: argparse.Namespace, url: str, logs: Path) -> dict[str, Any]
             url, "SELECT count(*) FROM action_executions WHERE error_json->>'type' = 'WorkerLost'"
         ),
         "recoveries": recoveries,
-        "errors": workers.errors(),
+        "errors": worker_errors(logs),
         "workers_started": workers.started,
     }
 

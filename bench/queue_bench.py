@@ -157,12 +157,17 @@ class Workers:
 
     def errors(self) -> list[str]:
         """Log lines at error level (exceptions in a worker), across every worker."""
-        lines = []
-        for path in sorted(self.logs.glob("worker-*.log")):
-            for line in path.read_text(errors="replace").splitlines():
-                if '"level": "error"' in line or "Traceback" in line:
-                    lines.append(f"{path.name}: {line[:300]}")
-        return lines
+        return worker_errors(self.logs)
+
+
+def worker_errors(logs: Path) -> list[str]:
+    """The lines at error level (or a traceback) in the `worker-*.log` files of `logs`."""
+    lines = []
+    for path in sorted(logs.glob("worker-*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"level": "error"' in line or "Traceback" in line:
+                lines.append(f"{path.name}: {line[:300]}")
+    return lines
 
 
 @contextlib.asynccontextmanager

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,12 +20,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_workers import DWF, ROOT, attempts, rows
 from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
-DWF = shutil.which("dwf", path=str(Path(sys.executable).parent)) or "dwf"
 LONG = """\
 apiVersion: dataworkflows/v1
 kind: Workflow
@@ -137,27 +134,11 @@ def runs(database_url: str, tmp_path: Path) -> Iterator[Runs]:
 # -- reading ------------------------------------------------------------------------------------
 
 
-async def rows(db, query: str, *params: Any) -> list[dict[str, Any]]:
-    async with db.connection() as conn:
-        cur = await conn.execute(query, params)
-        return await cur.fetchall()
-
-
 async def execution_of(db, run: Run) -> dict[str, Any] | None:
     found = await rows(
         db, "SELECT * FROM workflow_executions WHERE request_id = %s", run.request_id
     )
     return found[0] if found else None
-
-
-async def attempts(db, execution_id: uuid.UUID) -> list[tuple[str, int, str]]:
-    found = await rows(
-        db,
-        "SELECT node_id, attempt, status FROM action_executions WHERE execution_id = %s"
-        " ORDER BY action_execution_id",
-        execution_id,
-    )
-    return [(r["node_id"], r["attempt"], r["status"]) for r in found]
 
 
 async def waiting(db, run: Run, timeout: float = 30.0) -> uuid.UUID:
