@@ -25,6 +25,7 @@
     ├── WebhookRejected       a webhook delivery is refused (signature, body); `status` says how
     ├── NotFound              a workflow or execution does not exist (for this tenant)
     └── Conflict              the request contradicts the current state (e.g. managed by git)
+        └── NotActive             a start of a workflow that is not Active (a Draft, Archived)
 
 Messages name the file, node and field involved, and say what would be valid.
 """
@@ -160,11 +161,12 @@ class LeaseLost(StoreError):
 
 class WebhookRejected(DwfError):
     """A webhook delivery is refused: `status` is the HTTP answer (401 signature, 415 or 400 body,
-    404 no such hook, 422 activation condition failed), `kind` its problem type slug."""
+    404 no such hook, 422 activation condition failed), `kind` its problem type slug, `field`
+    the part of the request at fault when it is one (`body.text`)."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.kind = status, kind
+        self.status, self.kind, self.field = status, kind, field
 
 
 class NotFound(DwfError):
@@ -173,3 +175,15 @@ class NotFound(DwfError):
 
 class Conflict(DwfError):
     """The request contradicts the current state, e.g. it changes a workflow managed by git."""
+
+
+class NotActive(Conflict):
+    """A start of a workflow that is not Active: `status` is what it is. A Draft starts only when
+    the start allows Drafts; `draft_hint` tells the caller how (each front has its own way)."""
+
+    def __init__(self, workflow_id: str, status: str, *, draft_hint: str = "") -> None:
+        hint = f" ({draft_hint})" if draft_hint and status == "Draft" else ""
+        super().__init__(
+            f"workflow {workflow_id!r} is {status}; only Active workflows start executions{hint}"
+        )
+        self.workflow_id, self.status = workflow_id, status

@@ -2,6 +2,7 @@
 
     versions = Versions(db)
     version, created = await versions.record(definition, tenant=t, source_kind="api")
+    version, created = await versions.record_local(definition, tenant=t, source_path=p)  # dwf run
     await versions.publish(tenant, workflow_id)            # publish-time validation, then Active
     await versions.archive(tenant, workflow_id)
     numbers = await versions.record_commit(conn, tenant, items, repo=..., commit=...)   # a sync
@@ -10,7 +11,8 @@ Every way a definition becomes a version (the API, `dwf run FILE`, the triggers 
 comes through here, so each gets the same guarantees: the same checksum is the same version;
 its plan is compiled and stored with it (no worker compiles it again); a workflow managed by git
 changes only from git (409 "managed by git" otherwise); an Active workflow starts only Active
-subworkflows (publish-time validation).
+subworkflows (publish-time validation). A local file's version (`record_local`) is run by its
+number and never becomes what the workflow's triggers and the API run.
 """
 
 from __future__ import annotations
@@ -70,6 +72,33 @@ class Versions:
                 definition=definition, source_kind=source_kind, status=status,
                 display_name=workflow.display_name, source_path=source_path,
             )  # fmt: skip
+            await store_plan(conn, tenant, plan)
+        return version, created
+
+    async def record_local(
+        self, definition: Mapping[str, Any], *, tenant: str, source_path: str
+    ) -> tuple[DefinitionRow, bool]:
+        """Record a local file's lint-clean definition (`dwf run FILE`) as a version to run by
+        its number (True: a new version), with its plan, changing nothing the triggers and the
+        API run: a workflow that exists keeps its current version, status and triggers; a new
+        one is created as a Draft at this version. Conflict when git manages it."""
+        plan = compiler.get_plan(definition)
+        workflow = plan.workflow
+        async with self.db.transaction() as conn:
+            row = await workflows.lock_for_version(
+                conn, tenant, workflow.id, source_kind="local", status="Draft",
+                display_name=workflow.display_name,
+            )  # fmt: skip
+            refuse_git(row, "local")
+            version, created = await workflows.add_version(
+                conn, tenant=tenant, workflow_id=workflow.id, checksum=plan.checksum,
+                definition=definition, source_kind="local", source_path=source_path,
+            )  # fmt: skip
+            if row.current_version is None:  # created just now: it has nothing else to run
+                await workflows.make_current(
+                    conn, tenant, workflow.id, version.version, status=row.status,
+                    display_name=workflow.display_name,
+                )  # fmt: skip
             await store_plan(conn, tenant, plan)
         return version, created
 

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from runner.actions.base import Action, ActionContext, ActionResult
+from runner.spec import storable
+from runner.spec.diagnostics import DocPath, format_path
 from runner.spec.durations import format_duration
 
 ActionCall = Callable[[ActionContext, Any], Awaitable[ActionResult]]
@@ -90,22 +92,21 @@ def timing_out(seconds: float) -> Wrapper:
 
 def checking(call: ActionCall) -> ActionCall:
     """An action's exception fails its node (never the process), and so does a result the
-    engine cannot accept (not an ActionResult, an unknown status, outputs that are not JSON)."""
+    engine cannot accept (not an ActionResult, an unknown status, outputs that are not JSON or
+    hold text Postgres cannot store)."""
 
     async def checked(context: ActionContext, params: Any) -> ActionResult:
         try:
             result = await call(context, params)
         except (Exception, SystemExit) as exc:
             return ActionResult.failed(type(exc).__name__, str(exc) or type(exc).__name__)
-        return _acceptable(result)
+        return _acceptable(result, context.node_id)
 
     return checked
 
 
 def parameter_problem(action_cls: type[Action], parameters: Any) -> str | None:
     """None when rendered parameters fit the action's schema, else the first problem's path."""
-    from runner.spec.diagnostics import format_path
-
     fast, validator = _validator(action_cls)
     if fast is not None and fast(parameters):
         return None
@@ -129,7 +130,7 @@ def _validator(action_cls: type[Action]) -> tuple[Any, Any]:
     return compile_check(schema), Draft202012Validator(schema)
 
 
-def _acceptable(result: Any) -> ActionResult:
+def _acceptable(result: Any, node_id: str) -> ActionResult:
     """An action's result, or a Failed one saying why it cannot be accepted."""
     if not isinstance(result, ActionResult):
         return ActionResult.failed(
@@ -140,7 +141,28 @@ def _acceptable(result: Any) -> ActionResult:
     if result.status != "Succeeded" and result.error is None:
         return ActionResult.failed("InvalidResult", "a failed result must carry an error")
     try:
-        json.dumps(dict(result.outputs), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        dumped = json.dumps(dict(result.outputs), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         return ActionResult.failed("InvalidResult", f"the outputs are not JSON data: {exc}")
-    return result
+    if result.status != "Succeeded":
+        return result  # its outputs are not kept; its message is escaped where it is recorded
+    found = None
+    if storable.maybe_unstorable(dumped):
+        found = storable.find(dict(result.outputs), ("outputs",))
+    if found is None and result.resource_links:
+        links = [
+            {"system": link.system, "resourceType": link.resource_type,
+             "externalId": link.external_id, "url": link.url}
+            for link in result.resource_links
+        ]  # fmt: skip
+        found = storable.find(links, ("resourceLinks",))
+    return result if found is None else _unstorable(node_id, *found)
+
+
+def _unstorable(node_id: str, path: DocPath, problem: str) -> ActionResult:
+    """A success whose result cannot be recorded fails its node (permanently: the same answer
+    would fail again), so routing goes on as for any failure and nothing is lost silently."""
+    return ActionResult.failed(
+        "InvalidOutput",
+        f"node `{node_id}` at `{format_path(path)}`: the value {problem}, which cannot be stored",
+    )

@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.actions import core, http, monday, slack
 from runner.actions.base import Action
 from runner.errors import ActionRegistryError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "dataworkflows.actions"
 #: The actions that ship with the runner, known without scanning entry points (fast lint).
@@ -41,45 +44,59 @@ class CatalogEntry:
 
 
 @functools.cache
-def _plugins() -> dict[str, type[Action]]:
-    return {name: cls for name, (cls, _) in _scan().items()}
-
-
-@functools.cache
-def _scan() -> dict[str, tuple[type[Action], tuple[str, str]]]:
-    """Plugins by type, with the (name, version) of the distribution that registered each."""
+def _scan() -> tuple[dict[str, tuple[type[Action], tuple[str, str]]], dict[str, str]]:
+    """Plugins by type, with the (name, version) of the distribution that registered each; and
+    the plugins that cannot be used, by type, with why."""
     from importlib.metadata import entry_points
 
     found: dict[str, tuple[type[Action], tuple[str, str]]] = {}
+    broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in BUILTINS:
             continue
         try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plugin must not take the runner down with it
-            raise ActionRegistryError(
-                f"action plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
-            ) from exc
-        if not (isinstance(cls, type) and issubclass(cls, Action)):
-            raise ActionRegistryError(
-                f"action plugin {ep.name!r} ({ep.value}) is not a subclass of "
-                "runner.actions.base.Action"
-            )
-        if cls.type != ep.name:
-            raise ActionRegistryError(
-                f"action plugin {ep.value} declares type {cls.type!r} "
-                f"but is registered as {ep.name!r}"
-            )
+            cls = _load(ep)
+        except ActionRegistryError as exc:
+            # Kept apart so one broken plugin does not make every other type unusable too.
+            broken[ep.name] = str(exc)
+            continue
         dist = ep.dist
         origin = (dist.name, dist.version) if dist is not None else ("unknown", "")
         found[ep.name] = (cls, origin)
-    return found
+    return found, broken
+
+
+def _load(ep: EntryPoint) -> type[Action]:
+    """The class an entry point registers; ActionRegistryError naming the plugin otherwise."""
+    plugin = f"action plugin {ep.name!r} ({ep.value})"
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plugin must not take the runner down with it
+        raise ActionRegistryError(f"{plugin} failed to load: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Action)):
+        raise ActionRegistryError(f"{plugin} is not a subclass of runner.actions.base.Action")
+    declared = getattr(cls, "type", None)
+    if not isinstance(declared, str):
+        what = "no `type`" if declared is None else f"`type` {declared!r}, not a string"
+        raise ActionRegistryError(f"{plugin} declares {what}; give the class `type = {ep.name!r}`")
+    if declared != ep.name:
+        raise ActionRegistryError(
+            f"{plugin} declares type {declared!r} but is registered as {ep.name!r}"
+        )
+    return cls
 
 
 def find(action_type: str) -> type[Action] | None:
-    """The class registered for an action type, or None."""
+    """The class registered for an action type, or None; ActionRegistryError when the plugin
+    registered for it cannot be used (naming the plugin and why)."""
     cls = BUILTINS.get(action_type)
-    return cls if cls is not None else _plugins().get(action_type)
+    if cls is not None:
+        return cls
+    found, broken = _scan()
+    if action_type in broken:
+        raise ActionRegistryError(broken[action_type])
+    entry = found.get(action_type)
+    return None if entry is None else entry[0]
 
 
 def get(action_type: str) -> type[Action]:
@@ -87,21 +104,30 @@ def get(action_type: str) -> type[Action]:
     cls = find(action_type)
     if cls is None:
         raise ActionRegistryError(
-            f"unknown action type {action_type!r}; registered: {', '.join(sorted(all_types()))}"
+            f"unknown action type {action_type!r}; registered: {', '.join(usable_types())}"
         )
     return cls
 
 
 def all_types() -> dict[str, type[Action]]:
-    """Every registered action type, built-ins first."""
-    return {**BUILTINS, **_plugins()}
+    """Every registered action type, built-ins first; ActionRegistryError when a plugin
+    cannot be used (the catalog must be whole)."""
+    found, broken = _scan()
+    if broken:
+        raise ActionRegistryError(broken[min(broken)])
+    return {**BUILTINS, **{name: cls for name, (cls, _) in found.items()}}
+
+
+def usable_types() -> list[str]:
+    """The names of every action type that can be used, sorted; broken plugins left out."""
+    return sorted([*BUILTINS, *_scan()[0]])
 
 
 def catalog() -> list[CatalogEntry]:
     """Every registered action type with its schemas and where it comes from, sorted by type."""
     from runner import __version__
 
-    origins = {name: origin for name, (_, origin) in _scan().items()}
+    origins = {name: origin for name, (_, origin) in _scan()[0].items()}
     entries = []
     for name, cls in sorted(all_types().items()):
         package, package_version = origins.get(name, (_OWN_PACKAGE, __version__))
@@ -123,5 +149,4 @@ def catalog() -> list[CatalogEntry]:
 
 def clear_cache() -> None:
     """Forget the scanned entry points (a package was installed or removed meanwhile)."""
-    _plugins.cache_clear()
     _scan.cache_clear()

@@ -13,10 +13,21 @@ import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import runner
-from runner.api import events, executions, health, hooks, limits, problems, triggers, workflows
+from runner.api import (
+    events,
+    executions,
+    health,
+    hooks,
+    inputs,
+    limits,
+    openapi,
+    problems,
+    triggers,
+    workflows,
+)  # fmt: skip
 from runner.api import sync as sync_api
 from runner.api.state import Parts
 
@@ -50,10 +61,16 @@ def create_app(parts: Parts, *, lifespan: Lifespan | None = None) -> FastAPI:
     # holding the shutdown up; clients resume with Last-Event-ID.
     app.state.stopping = asyncio.Event()
     problems.install(app)
+    openapi.install(app, API_PREFIX)
     app.include_router(health.router)
     app.add_middleware(limits.BodyLimit, max_bytes=parts.settings.max_body_bytes)
-    for module in (executions, events, workflows, sync_api, triggers, hooks):
-        app.include_router(module.router, prefix=API_PREFIX)
+    refuse_unstorable = [Depends(inputs.refuse_unstorable_text)]
+    routers = [
+        module.router for module in (executions, events, workflows, sync_api, triggers, hooks)
+    ]
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX, dependencies=refuse_unstorable)
+    problems.record_methods(app, [("", health.router), *((API_PREFIX, r) for r in routers)])
     return app
 
 

@@ -55,13 +55,20 @@ async def list_events(
     follow: Annotated[
         bool, Query(description="Stream as Server-Sent Events until the execution ends.")
     ] = False,
-    after: Annotated[int, Query(ge=0, description="Only events after this eventId.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=models.MAX_BIGINT, description="Only events after this eventId.")
+    ] = 0,
     limit: Annotated[
         int, Query(ge=1, le=MAX_EVENTS_PER_PAGE, description="The most events (JSON only).")
     ] = MAX_EVENTS_PER_PAGE,
     last_event_id: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0, description="SSE resumption: overrides `after`."),
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=models.MAX_BIGINT,
+            description="SSE resumption: overrides `after`.",
+        ),
     ] = None,
 ) -> Response | list[dict[str, Any]]:
     """The execution's events, oldest first; 404 when the execution does not exist."""

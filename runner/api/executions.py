@@ -11,7 +11,7 @@ from runner.api import models, problems
 from runner.api.state import ConductorDep, DatabaseDep, StartsDep, TenantDep
 from runner.engine import summary
 from runner.engine.requests import StartRequest
-from runner.errors import InvalidField, InvalidRequest, NotFound
+from runner.errors import InvalidField, InvalidRequest, NotActive, NotFound
 from runner.store import executions
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 50
@@ -87,6 +87,9 @@ async def execute(
     except InvalidRequest as exc:
         # A start refuses only the payload (its shape, size or depth).
         raise InvalidField("body.trigger", str(exc)) from exc
+    except NotActive as exc:
+        hint = "start a Draft with the query parameter `allowDraft=true`"
+        raise NotActive(exc.workflow_id, exc.status, draft_hint=hint) from None
     if not created:
         response.status_code = 200
     url = status_url(request, row.execution_id)
@@ -105,14 +108,16 @@ async def execute(
 async def get_execution(
     db: DatabaseDep, tenant: TenantDep, execution_id: ExecutionId
 ) -> dict[str, Any]:
-    """The execution document (as `dwf run --output json`) plus every attempt of every node."""
+    """The execution document (as `dwf run --output json`) plus every attempt of every node,
+    each with the resource links its action returned."""
     async with db.connection() as conn:
         row = await executions.get(conn, tenant, execution_id)
         if row is None:
             raise NotFound(f"execution {execution_id} does not exist in tenant {tenant!r}")
         attempts = await executions.attempts(conn, execution_id)
+        links = await executions.links(conn, execution_id)
     document = summary.execution_document(row, attempts)
-    return document | {"attempts": [summary.attempt_document(a) for a in attempts]}
+    return document | {"attempts": summary.attempt_documents(attempts, links)}
 
 
 @router.get(

@@ -20,8 +20,19 @@ ACCEPTED = {
         "application/json": {"example": {"executionId": "…", "statusUrl": "/api/v1/executions/…"}}
     },
 }
+BODY = {
+    "description": "The delivery: a JSON object (none is `{}`), or a form "
+    "(`application/x-www-form-urlencoded`, as Slack sends slash commands and interactive "
+    "messages) whose fields become `trigger`, with a JSON `payload` field parsed.",
+    "required": False,
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+    },
+}
 REPEATED = {
-    "description": "A repeated delivery id: the execution it started earlier; or, with "
+    "description": "A repeated delivery id: the execution it started earlier; a form delivery "
+    "(Slack's), started or repeated, with a `text` for Slack to show; or, with "
     '`{"activated": false}`, the activation condition was false and nothing started.',
 }
 
@@ -35,6 +46,7 @@ REPEATED = {
         200: REPEATED,
         **problems.documented(400, 401, 404, 413, 415, 422),
     },
+    openapi_extra={"requestBody": BODY},
 )
 async def deliver(
     request: Request,
@@ -42,22 +54,28 @@ async def deliver(
     tenant: Annotated[str, Path(description="The tenant whose workflow serves the hook.")],
     path: Annotated[str, Path(description="The trigger's `path`, e.g. `clients/new`.")],
 ) -> Any:
-    """Start the workflow whose webhook trigger serves this path, with the JSON body as its
-    `trigger`. 401 bad or missing signature; 404 no such hook (the same for a Draft or Archived
-    workflow); 413 body too large; 415/400 not JSON; 422 the activation condition failed."""
+    """Start the workflow whose webhook trigger serves this path, with the body (JSON, or a
+    form's fields) as its `trigger`. 401 bad or missing signature; 404 no such hook (the same
+    for a Draft or Archived workflow); 413 body too large; 415 neither JSON nor a form; 400 a
+    bad body; 422 the activation condition failed."""
     body = await request.body()
     try:
         delivery = await webhooks.deliver(
             tenant, path, body, dict(request.headers), dict(request.query_params)
         )
     except WebhookRejected as exc:
-        return problems.response(request, exc.status, str(exc), kind=exc.kind)
+        errors = [problems.FieldProblem(field=exc.field, message=str(exc))] if exc.field else []
+        return problems.response(request, exc.status, str(exc), kind=exc.kind, errors=errors)
     if not delivery.activated:
         return JSONResponse({"activated": False}, status_code=200)
     assert delivery.execution_id is not None
     url = status_url(request, delivery.execution_id)
-    return JSONResponse(
-        {"executionId": str(delivery.execution_id), "statusUrl": url},
-        status_code=202 if delivery.created else 200,
-        headers={"Location": url},
-    )
+    document = {"executionId": str(delivery.execution_id), "statusUrl": url}
+    status = 202 if delivery.created else 200
+    if delivery.form:
+        # Slack shows any answer to a slash command or an interaction but a 200 as an error to
+        # the user, and the answer's `text` as a reply only that user sees.
+        status = 200
+        said = "started" if delivery.created else "was already started"
+        document["text"] = f"Execution {delivery.execution_id} {said}."
+    return JSONResponse(document, status_code=status, headers={"Location": url})

@@ -13,6 +13,8 @@ from pydantic.alias_generators import to_camel
 
 ExecutionStatus = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 MAX_ID_LENGTH = 200
+#: The largest number Postgres's `bigint` holds: event and fire ids (paging) are no larger.
+MAX_BIGINT = 2**63 - 1
 
 
 class ApiModel(BaseModel):
@@ -75,6 +77,15 @@ class NodeState(Document):
     error: Any = Field(default=None, description="Its error {type, message, …}, when it failed.")
 
 
+class ResourceLink(ApiModel):
+    """Something an action created in another system (a `workflow_resource_links` row)."""
+
+    system: str = Field(description="The other system, e.g. `slack`, `monday`.")
+    resource_type: str = Field(description="What was created there, e.g. `message`, `item`.")
+    external_id: str = Field(description="Its id in that system.")
+    url: str | None = Field(default=None, description="Where to see it, when the action knows.")
+
+
 class Attempt(Document):
     """One attempt of one node (an `action_executions` row)."""
 
@@ -88,6 +99,11 @@ class Attempt(Document):
     reused: bool = Field(default=False, description="Outputs reused by idempotency key.")
     started_at: str | None = Field(default=None, description="ISO 8601.")
     finished_at: str | None = Field(default=None, description="ISO 8601; null while running.")
+    resource_links: list[ResourceLink] = Field(
+        default_factory=list,
+        description="What this attempt created elsewhere, as its action returned it (a reused "
+        "attempt has none: they belong to the attempt that created them).",
+    )
 
 
 class ExecutionSummary(ApiModel):

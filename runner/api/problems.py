@@ -12,15 +12,17 @@ anything unexpected becomes a 500 whose body says nothing about the cause, which
 from __future__ import annotations
 
 import http
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.credentials import masking
@@ -163,7 +165,48 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.method} {request.url.path}"
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # FastAPI's answer to a JSON body it could not decode (not UTF-8, nested too deep):
+        # the same as for any body that is not JSON.
+        problem = FieldProblem(field="body", message=f"not valid JSON: {_reason(exc.__cause__)}")
+        return response(
+            request, 422, f"body: {problem.message}", kind="validation", errors=[problem]
+        )
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only: name them all.
+        headers = (headers or {}) | {"Allow": ", ".join(_allowed_methods(request))}
+        detail = f"{request.method} is not allowed on {request.url.path}"
     return response(request, exc.status_code, detail, headers=headers)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "it nests too deeply"
+    return str(exc)
+
+
+def record_methods(app: FastAPI, routers: Sequence[tuple[str, APIRouter]]) -> None:
+    """Remember which methods each path serves (the app's own routes and `routers`, each under
+    its prefix), for the `Allow` header of a 405."""
+    table: list[tuple[re.Pattern[str], frozenset[str]]] = [
+        (route.path_regex, frozenset(route.methods or ()))
+        for route in app.router.routes
+        if isinstance(route, Route)
+    ]
+    for prefix, router in routers:
+        for route in router.routes:
+            if isinstance(route, Route):
+                table.append((compile_path(prefix + route.path)[0], frozenset(route.methods or ())))
+    app.state.methods_by_path = table
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path."""
+    table = getattr(request.app.state, "methods_by_path", [])
+    path = request.url.path
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
 def _internal(request: Request) -> JSONResponse:

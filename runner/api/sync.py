@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from runner.api import problems
@@ -18,9 +19,10 @@ from runner.api.state import DatabaseDep, ServicesDep, SettingsDep, TenantDep
 from runner.errors import MissingCredential
 from runner.store import sync as store
 from runner.sync.apply import run_document
-from runner.triggers import signatures
+from runner.triggers import signatures, webhooks
 
 router = APIRouter(tags=["sync"])
+log = structlog.get_logger("runner.api")
 
 
 @router.get("/sync", summary="The latest sync runs")
@@ -69,12 +71,11 @@ async def push(
             request, 503, f"the sync webhook is not configured: {exc}", kind="not-configured"
         )
     headers = {} if signature is None else {signatures.GITHUB_HEADER: signature}
-    if signatures.verify("github", secret, body, headers) is not None:
-        detail = "missing X-Hub-Signature-256" if signature is None else "bad signature"
-        return problems.response(
-            request, 401, f"{detail}: the body must be signed with the sync webhook secret",
-            kind="unauthorized",
-        )  # fmt: skip
+    problem = signatures.verify("github", secret, body, headers)
+    if problem is not None:
+        # Why is for the operator's log: the sender learns only that it was refused.
+        log.warning("sync webhook signature refused", reason=problem)
+        return problems.response(request, 401, webhooks.REFUSED, kind="unauthorized")
     if event == "ping":
         response.status_code = 200
         return {"status": "pong"}

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from runner import versions as versioning
-from runner.api import problems
+from runner.api import models, problems
 from runner.api.state import DatabaseDep, TenantDep, VersionsDep
 from runner.errors import Conflict, NotFound
 from runner.store import triggers, workflows
@@ -71,7 +71,12 @@ async def trigger_fires(
         DEFAULT_LIMIT
     ),
     before: Annotated[
-        int | None, Query(ge=1, description="Only entries older than this `fireId` (paging).")
+        int | None,
+        Query(
+            ge=1,
+            le=models.MAX_BIGINT,
+            description="Only entries older than this `fireId` (paging).",
+        ),
     ] = None,
 ) -> Any:
     """Fires, skips (overlap, activation), misses (late, not caught up) and failures, newest

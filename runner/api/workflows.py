@@ -32,7 +32,16 @@ WorkflowId = Annotated[str, Path(alias="workflowId", description="The workflow's
 class CreateWorkflow(models.ApiModel):
     """A workflow definition to record over the API: as a JSON object or as YAML text."""
 
-    model_config = models.ApiModel.model_config | {"extra": "forbid"}
+    model_config = models.ApiModel.model_config | {
+        "extra": "forbid",
+        # Exactly one of the two (the validator below): said in the schema too.
+        "json_schema_extra": {
+            "oneOf": [
+                {"required": ["definition"], "properties": {"definition": {"type": "object"}}},
+                {"required": ["yaml"], "properties": {"yaml": {"type": "string"}}},
+            ]
+        },
+    }
 
     definition: dict[str, Any] | None = Field(
         default=None, description="The workflow document as a JSON object."

@@ -45,7 +45,7 @@ def lint(
     if not paths:
         if not Path("workflows").is_dir():
             raise click.UsageError("no PATH given and there is no ./workflows folder to lint")
-        paths = (Path("workflows"),)
+        paths = (Path("."),)  # its workflows/ folder, and dwf.yaml beside it
     if fmt is None:
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
     try:
@@ -76,14 +76,13 @@ class _SourceLines:
 
     def line(self, path: str, line: int) -> str | None:
         """Line `line` (1-based) of `path`, or None when it cannot be read."""
+        from runner.lint import linter
         from runner.spec import positions
 
         if path not in self._files:
-            try:
-                text = Path(path).read_text(encoding="utf-8-sig")
-                self._files[path] = positions.split_lines(text)
-            except (OSError, UnicodeDecodeError):
-                self._files[path] = []
+            # Read as lint reads it, so a file lint refused (too large, a FIFO) is not read here.
+            text = linter.read_text(path)
+            self._files[path] = positions.split_lines(text) if text else []
         lines = self._files[path]
         return lines[line - 1] if 0 < line <= len(lines) else None
 
@@ -108,7 +107,7 @@ def graph(file: Path, fmt: str) -> None:
             err=True,
         )
         sys.exit(exits.EXIT_FAILED)
-    data = loader.load(loader.decode(str(file), file.read_bytes()).text)
+    data = loader.load(loader.decode(str(file), loader.read_file(file)).text)
     plan = compiler.get_plan(data)
     click.echo(render.to_mermaid(plan) if fmt == "mermaid" else render.to_dot(plan))
 

@@ -152,13 +152,13 @@ async def _run(
         else:
             view = progress.PlainProgress()
     async with Daemon(settings, observer=view) as daemon:
-        workflow_id, local = target, False
+        workflow_id, local, number = target, False, None
         if definition is not None:
-            version, _ = await daemon.versions.record(
-                definition, tenant=settings.tenant, source_kind="local",
-                source_path=str(Path(target).resolve()),
-            )  # fmt: skip
-            workflow_id, local = version.workflow_id, True
+            # Run by its number: the file never becomes what triggers and the API run.
+            version, _ = await daemon.versions.record_local(
+                definition, tenant=settings.tenant, source_path=str(Path(target).resolve())
+            )
+            workflow_id, local, number = version.workflow_id, True, version.version
         request = StartRequest(
             workflow_id=workflow_id,
             trigger=payload,
@@ -167,6 +167,7 @@ async def _run(
             tenant=settings.tenant,
             allow_draft=draft,
             any_status=local,
+            version=number,
         )
         async with interrupts.watching(daemon, request, view):
             try:
@@ -250,12 +251,12 @@ def list_executions(
 @click.argument("execution_id", type=click.UUID)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def show_execution(execution_id: uuid.UUID, output: str) -> None:
-    """One execution with its nodes and attempts."""
+    """One execution with its nodes and attempts, and the resource links each attempt stored."""
     settings = exits.settings()
 
     async def fetch() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         from runner.daemon import Daemon
-        from runner.engine.summary import attempt_document, execution_document
+        from runner.engine.summary import attempt_documents, execution_document
         from runner.errors import NotFound
         from runner.store import executions as store
         from runner.store import workflows
@@ -265,11 +266,12 @@ def show_execution(execution_id: uuid.UUID, output: str) -> None:
             if row is None:
                 raise NotFound(f"execution {execution_id} does not exist")
             attempts = await store.attempts(conn, execution_id)
+            links = await store.links(conn, execution_id)
             version = await workflows.get_definition(
                 conn, row.tenant, row.workflow_id, row.workflow_version
             )
         document = execution_document(row, attempts) | {"source": version.source}
-        return document, [attempt_document(a) for a in attempts]
+        return document, attempt_documents(attempts, links)
 
     document, attempts = exits.run("executions show", fetch)
     if output == "json":
@@ -286,6 +288,11 @@ def show_execution(execution_id: uuid.UUID, output: str) -> None:
         click.echo(
             f"  {attempt['nodeId']:<24} #{attempt['attempt']} {attempt['status']:<16} {error}"
         )
+        for link in attempt["resourceLinks"]:
+            where = f"  {link['url']}" if link["url"] else ""
+            click.echo(
+                f"    link {link['system']} {link['resourceType']} {link['externalId']}{where}"
+            )
 
 
 @executions.command("cancel")

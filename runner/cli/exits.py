@@ -48,7 +48,10 @@ def code_of(exc: DwfError) -> int:
 
 def fail(command: str, exc: DwfError) -> NoReturn:
     """Say what went wrong in one line and exit with its code."""
-    click.echo(f"dwf {command}: {exc}", err=True)
+    from runner.spec.diagnostics import escape_undecodable
+
+    # A file name that is not UTF-8 reaches here with lone surrogates; shown as lint shows it.
+    click.echo(f"dwf {command}: {escape_undecodable(str(exc))}", err=True)
     sys.exit(code_of(exc))
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runner.cli import exits
+from runner.cli import exits, params
 
 if TYPE_CHECKING:
     from runner.settings import Settings
@@ -41,8 +41,9 @@ def _roles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 @click.option("--path", "folder", help="sync: the repository's folder of workflows "
               "(default: DWF_SYNC_PATH, else the root).")  # fmt: skip
 @click.option(
-    "--interval", type=click.FloatRange(min=1), default=None,
-    help="sync: seconds between syncs (default: DWF_SYNC_INTERVAL_SECONDS, else 30).",
+    "--interval", type=params.Duration(minimum=1), default=None,
+    help="sync: time between syncs, 1s to 365d, e.g. 30s, 5m or plain seconds "
+    "(default: DWF_SYNC_INTERVAL_SECONDS, else 30).",
 )  # fmt: skip
 def serve(  # noqa: PLR0917 (click passes every option)
     host: str, port: int | None, roles: tuple[str, ...], repo: str | None, branch: str | None,

@@ -70,6 +70,8 @@ def _print_run(run: Any) -> None:
     commit = (run.commit or "")[:12] or "(no commit)"
     counts = ", ".join(f"{v} {k}" for k, v in run.summary.items() if k != "files")
     files = f"{run.summary.get('files', 0)} files" + (f": {counts}" if counts else "")
+    if run.target_tenant not in (None, run.tenant):  # dwf.yaml named the tenant
+        files = f"tenant {run.target_tenant}; {files}"
     click.echo(f"sync {run.status}: {run.repo} {run.branch} at {commit} ({files})")
     if run.error:
         click.echo(f"  {run.error}")
@@ -146,18 +148,15 @@ def plan(  # noqa: PLR0917 (click passes every option)
 async def _plan(
     settings: Settings, root: Path, now: datetime, allow_mass_delete: bool | None
 ) -> dict[str, Any]:
-    import asyncio
-
     from runner.daemon import Daemon
-    from runner.sync import apply, check, source
+    from runner.sync import apply, source
     from runner.sync import plan as plans
 
-    files, raw = source.folder_files(root, settings.sync_path)
-    checked = await asyncio.to_thread(check.check, files, lambda blobs: {b: raw[b] for b in blobs})
+    snapshot, raw = source.folder_files(root, settings.sync_path)
     allow = settings.sync_allow_mass_delete if allow_mass_delete is None else allow_mass_delete
     async with Daemon(settings) as daemon:
         changes, previous = await apply.preview(
-            daemon.db, settings, checked, allow_mass_delete=allow
+            daemon.db, settings, snapshot, raw, allow_mass_delete=allow
         )
     return plans.build(changes, previous, now=now)
 

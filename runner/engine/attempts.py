@@ -25,6 +25,7 @@ from tenacity import (
 from runner.actions.base import ActionContext, ActionResult, ResourceLink
 from runner.actions.calls import ActionCall
 from runner.errors import TemplateRenderError
+from runner.spec import storable
 from runner.spec.model import Node
 from runner.store.batch import Batch
 
@@ -45,8 +46,14 @@ class NodeResult:
 
 
 def error_dict(error_type: str, message: str, node_id: str | None = None) -> dict[str, Any]:
-    """The `error` of SPEC §4's scope: {type, message, nodeId} (None: the execution's own)."""
-    return {"type": error_type, "message": message, "nodeId": node_id}
+    """The `error` of SPEC §4's scope: {type, message, nodeId} (None: the execution's own).
+    A NUL or lone surrogate the message quotes (an exception's text, a response body) is
+    written as its escape, so the error can always be recorded."""
+    return {
+        "type": storable.escaped(error_type),
+        "message": storable.escaped(message),
+        "nodeId": node_id,
+    }
 
 
 class NodeAttempts:

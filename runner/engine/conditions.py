@@ -8,6 +8,7 @@ wrapper (`runner.spec.conditions.compile_condition`); the scope goes in as JSON 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,9 @@ import quickjs
 
 from runner.errors import ConditionError
 from runner.spec import conditions, limits
+
+# What a condition needs in order to throw a value of its own (`eval` and `Function` build code).
+_MAY_THROW = re.compile(r"\b(?:throw|eval|Function)\b")
 
 
 def evaluate(
@@ -57,7 +61,7 @@ def _run(source: str, scope: Mapping[str, Any], time_limit: float, memory_limit:
     try:
         result = function(*(context.parse_json(text) for text in arguments))
     except quickjs.JSException as exc:
-        return _failure(str(exc), time_limit, memory_limit)
+        return _failure(str(exc), source, time_limit, memory_limit)
     except TypeError:  # a value the binding cannot convert to Python
         return "must return true or false; it returned a BigInt or another non-JSON value"
     if isinstance(result, bool):
@@ -65,12 +69,20 @@ def _run(source: str, scope: Mapping[str, Any], time_limit: float, memory_limit:
     return f"must return true or false; it returned {_describe(result)}"
 
 
-def _failure(message: str, time_limit: float, memory_limit: int) -> str:
+def _failure(message: str, source: str, time_limit: float, memory_limit: int) -> str:
     first = message.splitlines()[0] if message else "an error"
     if first == "InternalError: interrupted":
         return f"took longer than {time_limit * 1000:g} ms and was stopped"
-    if first == "InternalError: out of memory":
-        return f"ran out of memory (limit {_bytes_text(memory_limit)}) and was stopped"
+    out_of_memory = f"ran out of memory (limit {_bytes_text(memory_limit)}) and was stopped"
+    if first in ("InternalError: out of memory", "[uninitialized]"):
+        return out_of_memory
+    if first == "null":
+        # QuickJS throws null when memory runs out before it can make the error itself; only
+        # code that can throw (`throw`, or code built at run time) may have thrown it.
+        if _MAY_THROW.search(source) is None:
+            return out_of_memory
+        size = _bytes_text(memory_limit)
+        return f"threw null (QuickJS also throws null when memory runs out, limit {size})"
     if "stack size exceeded" in first or "stack overflow" in first:
         return f"recursed too deeply and was stopped ({first})"
     return f"threw {first}"

@@ -2,10 +2,11 @@
 from any earlier execution of its workflow is not run again; it ends `Succeeded` with the stored
 outputs and `reused: true`.
 
-After such a node succeeds, its resource links are stored with the key and the node's outputs;
-an action that returns no links gets one link of system `dataworkflows`, type `node-result`, so
-any action can be made effectively-once. Two executions racing on a new key may both run the
-action: the key protects reruns, it is not a lock.
+Every succeeded attempt's resource links are stored (`remember`), with or without a key, so
+what an execution created elsewhere is always on record. With a key they carry the node's
+outputs, and an action that returns no links gets one link of system `dataworkflows`, type
+`node-result`, so any action can be made effectively-once. Two executions racing on a new key
+may both run the action: the key protects reruns, it is not a lock.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from runner.store.executions import ExecutionRow
 
 #: The `system` of links that only remember an idempotent node's outputs.
 SYSTEM = "dataworkflows"
+SYNTHETIC_TYPE = "node-result"
 
 
 async def stored_outputs(
@@ -40,14 +42,19 @@ def reuse(batch: Batch, node_id: str, attempt: int, key: Any, outputs: Any) -> N
     return NodeResult("Succeeded", attempt, outputs, reused=True)
 
 
-def remember(batch: Batch, row: ExecutionRow, node_id: str, result: NodeResult, key: Any) -> None:
-    """Store the node's resource links (or one synthetic link) under its key, with its outputs."""
+def remember(
+    batch: Batch, row: ExecutionRow, node_id: str, result: NodeResult, key: Any | None
+) -> None:
+    """Store the resource links a succeeded attempt returned. Under an idempotency key (not
+    None) they carry its outputs to reuse, and an attempt that returned none gets one
+    synthetic link (`SYSTEM`, `node-result`) so the key still finds its outputs."""
     common: dict[str, Any] = {
         "workflow_id": row.workflow_id,
         "node_id": node_id,
         "attempt": result.attempt,
-        "idempotency_key": str(key),
-        "outputs": dict(result.outputs),
+        "idempotency_key": None if key is None else str(key),
+        # Only a key ever reads them back: without one the action's outputs are in its attempt.
+        "outputs": None if key is None else dict(result.outputs),
     }
     for link in result.resource_links:
         batch.link(
@@ -57,11 +64,16 @@ def remember(batch: Batch, row: ExecutionRow, node_id: str, result: NodeResult, 
             external_id=link.external_id,
             url=link.url,
         )
-    if not result.resource_links:
+    if key is not None and not result.resource_links:
         batch.link(
             **common,
             system=SYSTEM,
-            resource_type="node-result",
+            resource_type=SYNTHETIC_TYPE,
             external_id=f"{row.execution_id}/{node_id}",
             url=None,
         )
+
+
+def is_synthetic(system: str, resource_type: str) -> bool:
+    """Whether a stored link is the engine's own memory of a keyed node, not the action's."""
+    return system == SYSTEM and resource_type == SYNTHETIC_TYPE

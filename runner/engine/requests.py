@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from runner.errors import InvalidRequest
 from runner.settings import DEFAULT_MAX_TRIGGER_BYTES, DEFAULT_MAX_TRIGGER_DEPTH
+from runner.spec import storable
+from runner.spec.diagnostics import format_path
 
 TriggerType = Literal["manual", "api", "schedule", "webhook", "subworkflow"]
 
@@ -86,9 +88,18 @@ def check_trigger(
             f"the trigger payload nests deeper than {max_depth} levels; flatten it"
         )
     try:
-        size = len(json.dumps(payload, allow_nan=False).encode())
+        text = json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"the trigger payload is not JSON data: {exc}") from exc
+    # ASCII JSON writes a NUL as \u0000 and any surrogate as \udXXX: only then walk it.
+    if "\\u0000" in text or "\\ud" in text:
+        found = storable.find(payload, ("trigger",))
+        if found is not None:
+            raise InvalidRequest(
+                f"the trigger payload's `{format_path(found[0])}` {found[1]}, which cannot be "
+                "stored"
+            )
+    size = len(text)
     if size > max_bytes:
         raise InvalidRequest(
             f"the trigger payload is {size:,} bytes; the limit is {max_bytes:,} bytes"

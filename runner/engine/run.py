@@ -278,7 +278,6 @@ class ExecutionRun:
     def finish_node(self, node_id: str, result: _Finished, batch: Batch) -> None:
         """Record a node's end, route from it, and start what became ready."""
         attempt = self.attempt_of[node_id]
-        node = self.workflow.node(node_id)
         if isinstance(result, subworkflows.Waiting):
             self.awaiting[node_id] = result.child
             batch.event("NodeWaiting", node_id, attempt, child=str(result.child.execution_id))
@@ -298,7 +297,7 @@ class ExecutionRun:
             "attempts": result.attempt,
         }
         self.scope.nodes[node_id] = entry
-        if result.status == "Succeeded" and node.idempotency_key is not None and not result.reused:
+        if result.status == "Succeeded" and not result.reused:
             idempotency.remember(batch, self.row, node_id, result, self.keys.get(node_id))
         try:
             step = self.state.node_finished(
@@ -306,10 +305,11 @@ class ExecutionRun:
             )
         except ConditionError as exc:
             self.error = error_dict("ConditionError", str(exc), node_id)
+            reason = self.error["message"]  # escaped: a condition's message may quote anything
             self.waiting.clear()
             self.stopping = True
-            batch.event("ExecutionStopping", reason=str(exc))
-            stop = self.state.fail(str(exc))
+            batch.event("ExecutionStopping", reason=reason)
+            stop = self.state.fail(reason)
             # The failed routing left the state unchanged: record the result now (after fail
             # it routes nothing), so the node is not left running.
             after = self.state.node_finished(node_id, result.status, _never)

@@ -20,9 +20,10 @@ from typing import Any
 from runner.engine import requests
 from runner.engine.definitions import Definitions
 from runner.engine.requests import StartRequest
-from runner.errors import Conflict, DwfError, InvalidRequest, NotFound
+from runner.errors import Conflict, DwfError, InvalidRequest, NotActive, NotFound
 from runner.plan.cache import LruCache
 from runner.settings import Settings
+from runner.spec import storable
 from runner.store import executions, queue, workflows
 from runner.store.database import Connection, Database
 from runner.store.executions import ExecutionRow, NewExecution
@@ -88,10 +89,8 @@ class Starts:
                     found = await self._existing(joined, request)
                     if found is not None:
                         return found
-                    hint = " (use --draft to run a Draft)" if status == "Draft" else ""
-                    raise Conflict(
-                        f"workflow {request.workflow_id!r} is {status}; only Active "
-                        f"workflows start executions{hint}"
+                    raise NotActive(
+                        request.workflow_id, status, draft_hint="use --draft to run a Draft"
                     )
                 new, definition = await self._prepare(joined, request, request_id, payload, current)
                 row, created, claim = await queue.enqueue(
@@ -180,6 +179,11 @@ class Starts:
         return [r for r in results if r is not None]
 
     def _payload(self, request: StartRequest) -> dict[str, Any]:
+        # The other texts a start records (a CLI flag is not checked at an API door).
+        for field, value in (("requestId", request.request_id), ("principal", request.principal),
+                             ("correlationId", request.correlation_id)):  # fmt: skip
+            if value is not None and (problem := storable.text_problem(value)) is not None:
+                raise InvalidRequest(f"the {field} {problem}, which cannot be stored")
         return requests.check_trigger(
             request.trigger,
             max_bytes=self.settings.max_trigger_bytes,

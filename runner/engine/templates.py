@@ -2,7 +2,8 @@
 
 A string that is exactly one `{{ expr }}` keeps the native type of its value; any other template
 renders to a string; a string without Jinja markup is returned untouched. Values read from the
-scope are data: they are converted to plain JSON data, never rendered as templates.
+scope are data: they are converted to plain JSON data, never rendered as templates. A result
+Postgres could not store (a NUL or a lone surrogate in any string or key) is a render error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 
 from runner.errors import MissingCredential, TemplateRenderError
-from runner.spec import expressions, limits, sandbox
+from runner.spec import expressions, limits, sandbox, storable
 from runner.spec.diagnostics import DocPath, format_path
 
 #: A render may take this long before it is stopped (counted at every loop step and call).
@@ -86,11 +87,28 @@ class _Renderer:
         if self.used > self.max_bytes:
             raise self.error(path, f"rendered value larger than {self.max_bytes} bytes")
 
+    def text(self, text: str, path: DocPath, *, key: bool = False) -> None:
+        """Count a string of the result, refusing one Postgres cannot store (a NUL, a lone
+        surrogate): the node fails here, naming the path, not the transition recording it."""
+        # Inlined (one call per string of a possibly large value): strict UTF-8 refuses exactly
+        # the surrogates, and ASCII text needs only the NUL test.
+        try:
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            size = -1
+        if size < 0 or "\x00" in text:
+            problem = storable.text_problem(text)
+            what = f"the key `{storable.escaped(text)}`" if key else "the value"
+            raise self.error(path, f"{what} {problem}, which cannot be stored")
+        self.used += size
+        if self.used > self.max_bytes:
+            raise self.error(path, f"rendered value larger than {self.max_bytes} bytes")
+
     def value(self, value: Any, path: DocPath) -> Any:
         """The rendered copy of a definition value: its strings rendered, the rest copied."""
         if isinstance(value, str):
             if not expressions.is_template(value):
-                self.add(_text_bytes(value), path)
+                self.text(value, path)
                 return value
             return self.template(value, path)
         if isinstance(value, bool | int | float) or value is None:
@@ -100,7 +118,7 @@ class _Renderer:
             self.add(_SCALAR_BYTES, path)
             rendered = {}
             for key, item in value.items():
-                self.add(_text_bytes(str(key)), path)
+                self.text(str(key), path, key=True)
                 rendered[key] = self.value(item, (*path, key))
             return rendered
         if isinstance(value, list | tuple):
@@ -117,7 +135,10 @@ class _Renderer:
             for chunk in compiled.generate(self.scope):
                 self.add(_text_bytes(chunk), path)  # measured as produced: runaway loops stop
                 parts.append(chunk)
-            return "".join(parts)
+            rendered = "".join(parts)
+            if (problem := storable.text_problem(rendered)) is not None:
+                raise self.error(path, f"the rendered text {problem}, which cannot be stored")
+            return rendered
         except _LocatedError:
             raise
         except TemplateRenderError as exc:  # a sandbox limit: located here
@@ -130,7 +151,7 @@ class _Renderer:
         if depth > _MAX_DEPTH:
             raise self.error(path, f"the value nests deeper than {_MAX_DEPTH} levels")
         if isinstance(value, str):
-            self.add(_text_bytes(value), path)
+            self.text(value, path)
             return str(value)  # a Markup becomes a plain str
         if isinstance(value, bool | int) or value is None:
             self.add(_SCALAR_BYTES, path)
@@ -146,7 +167,7 @@ class _Renderer:
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise self.error(path, f"the object key {key!r} is not a string")
-                self.add(_text_bytes(key), path)
+                self.text(key, path, key=True)
                 result[key] = self.plain(item, (*path, key), depth + 1)
             return result
         if isinstance(value, list | tuple | range | types.GeneratorType):

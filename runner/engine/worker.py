@@ -315,7 +315,7 @@ class Worker:
             self.conductor.wake(execution_id)
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not _stopping():
             await asyncio.sleep(self.settings.heartbeat_seconds)
             # Only executions claimed before the renewal: one claimed meanwhile is not in
             # `held` yet, and must not be taken for lost.
@@ -338,7 +338,7 @@ class Worker:
                     task.cancel()
 
     async def _watch_cancels(self) -> None:
-        while True:
+        while not _stopping():
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             try:
                 async with self.db.connection(autocommit=True) as conn:
@@ -349,8 +349,16 @@ class Worker:
                 self.conductor.request_cancel(execution_id)
 
     async def _sweep(self) -> None:
-        while True:
+        while not _stopping():
             await asyncio.sleep(SWEEP_SECONDS)
             with contextlib.suppress(Exception):
                 async with self.db.connection() as conn:
                     await queue.sweep_waiting(conn)
+
+
+def _stopping() -> bool:
+    """Whether this task was asked to stop. A duty's loop asks it each round: a cancel that a
+    library swallowed (psycopg_pool's `wait_for` on Python 3.11 can, while it waits for a
+    connection) still counts, so `_run_here` never waits for a duty that goes on forever."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

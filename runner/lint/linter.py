@@ -67,12 +67,13 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
         if path.is_dir():
             if (path / "workflows").is_dir():
                 path = path / "workflows"
+            # Not only regular files: a FIFO or device named *.yaml is reported, not skipped.
             found.extend(
                 sorted(
                     p
                     for p in path.rglob("*")
                     if p.suffix in YAML_SUFFIXES
-                    and p.is_file()
+                    and not p.is_dir()
                     and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 )
             )
@@ -87,15 +88,20 @@ def lint_paths(
     paths: Sequence[str | Path], *, jobs: int | None = None, across_files: bool = True
 ) -> LintResult:
     """Lint every workflow file under `paths`, each rule on each file, then (unless
-    `across_files` is False) the rules across the files linted together."""
-    files = [str(p) for p in discover(paths)]
+    `across_files` is False) the rules across the files linted together. A folder's dwf.yaml
+    (or a path named dwf.yaml) is checked as the repository's config."""
+    from runner.lint import config
+
+    configs = [str(p) for p in config.config_files(paths)]
+    files = [str(p) for p in discover(paths) if str(p) not in configs]
     results = _in_pool(_lint_chunk, files, jobs)
     diagnostics = [d for r in results for d in r.diagnostics]
+    diagnostics.extend(d for path in configs for d in config.lint_config(path))
     if across_files:
-        cross = across(results, lambda path: Path(path).read_text(encoding="utf-8-sig"))
+        cross = across(results, read_text)
         diagnostics.extend(d for found in cross.values() for d in found)
     diagnostics.sort(key=lambda d: (d.path, d.line, d.column, d.rule))
-    return LintResult(diagnostics, len(files))
+    return LintResult(diagnostics, len(files) + len(configs))
 
 
 def lint_sources(
@@ -116,6 +122,14 @@ def across(
         path: diagnose(path, text_of(path), findings)
         for path, findings in repository.check(summaries).items()
     }
+
+
+def read_text(path: str) -> str:
+    """A file's text as lint read it, or "" when it cannot be read (again) as a workflow file."""
+    try:
+        return loader.decode(path, loader.read_file(path)).text
+    except loader.LoadError:
+        return ""
 
 
 def lint_source(path: str, raw: bytes) -> FileResult:
@@ -161,7 +175,7 @@ def _schema_lookup(action_type: str) -> Mapping[str, Any] | None:
 def _known_types() -> list[str]:
     from runner.actions import registry
 
-    return sorted(registry.all_types())
+    return registry.usable_types()
 
 
 def diagnose(path: str, text: str, findings: Iterable[Finding]) -> list[Diagnostic]:
@@ -202,11 +216,9 @@ def _lint_chunk(paths: list[str]) -> list[FileResult]:
     results = []
     for path in paths:
         try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            message = f"cannot read the file: {exc.strerror or exc}"
-            diagnostic = Diagnostic(path, 1, 1, 1, 2, "error", "file-unreadable", message)
-            results.append(FileResult(path, (diagnostic,)))
+            raw = loader.read_file(path)
+        except loader.LoadError as exc:
+            results.append(FileResult(path, tuple(diagnose(path, "", [exc.finding]))))
             continue
         results.append(lint_source(path, raw))
     return results

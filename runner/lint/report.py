@@ -6,14 +6,16 @@ whatever order the checks (or worker processes) produced them in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from urllib.parse import quote
 
 from runner.spec import rules
-from runner.spec.diagnostics import Diagnostic
+from runner.spec.diagnostics import Diagnostic, escape_undecodable
 
 FORMATS = ("text", "json", "github", "sarif")
 #: Reads line `line` (1-based) of file `path` for a text excerpt; None when it cannot.
@@ -21,6 +23,11 @@ SourceLine = Callable[[str, int], str | None]
 
 #: Tab stops of the text format's source excerpts, in terminal columns.
 TAB_WIDTH = 4
+#: A longer source line is cut to this many characters around the span, marked at each cut.
+EXCERPT_CHARS = 200
+#: How many characters before the span a cut line keeps.
+EXCERPT_LEAD = 40
+CUT_MARKER = "\u2026"
 #: SARIF wants absolute URIs; pyproject.toml declares no project URL yet, so this is a placeholder.
 PROJECT_URI = "https://github.com/dataworkflows/dataworkflows"
 RULES_DOC_URI = f"{PROJECT_URI}/blob/main/docs/lint-rules.md"
@@ -71,7 +78,8 @@ def render_text(
     paint = _painter(color)
     lines: list[str] = []
     for diagnostic in _ordered(diagnostics):
-        lines.extend(_text_entry(diagnostic, source_line(diagnostic.path, diagnostic.line), paint))
+        source = source_line(diagnostic.path, diagnostic.line)
+        lines.extend(_text_entry(_escaped(diagnostic), source, paint))
     lines.append(paint(_summary(diagnostics, files_checked), _BOLD))
     return "\n".join(lines)
 
@@ -99,12 +107,19 @@ def _text_entry(
 
 
 def _excerpt(source: str, diagnostic: Diagnostic) -> tuple[str, int, int]:
-    """The source line as a terminal shows it, and the span's first cell and width in cells."""
+    """The source line as a terminal shows it (cut to EXCERPT_CHARS around the span), and the
+    span's first cell and width in cells."""
     source = source.rstrip("\r\n")
-    cells: list[str] = []
-    offsets: list[int] = []  # the terminal column each character starts at
-    column = 0
-    for char in source:
+    start = min(max(diagnostic.column - 1, 0), len(source))
+    end = len(source)
+    if diagnostic.end_line == diagnostic.line:
+        end = min(max(diagnostic.end_column - 1, start), len(source))
+    begin, stop = _window(len(source), start)
+    lead = CUT_MARKER if begin > 0 else ""
+    cells: list[str] = [lead]
+    offsets: list[int] = []  # the terminal column each shown character starts at
+    column = len(lead)
+    for char in source[begin:stop]:
         offsets.append(column)
         if char == "\t":
             # Expanded here, not by the terminal, so the caret line can use the same tab stops.
@@ -116,11 +131,23 @@ def _excerpt(source: str, diagnostic: Diagnostic) -> tuple[str, int, int]:
             cells.append(shown)
             column += _cell_width(shown)
     offsets.append(column)
-    start = min(max(diagnostic.column - 1, 0), len(source))
-    end = len(source)
-    if diagnostic.end_line == diagnostic.line:
-        end = min(max(diagnostic.end_column - 1, start), len(source))
-    return "".join(cells), offsets[start], max(1, offsets[end] - offsets[start])
+    if stop < len(source):
+        cells.append(CUT_MARKER)
+    first, last = offsets[start - begin], offsets[min(end, stop) - begin]
+    return "".join(cells), first, max(1, last - first)
+
+
+def _window(length: int, start: int) -> tuple[int, int]:
+    """The [begin, stop) of a line's characters to show: all of a short line, else
+    EXCERPT_CHARS with the span's start EXCERPT_LEAD characters in (or as near as ends allow)."""
+    if length <= EXCERPT_CHARS:
+        return 0, length
+    begin = (
+        0
+        if start + EXCERPT_LEAD <= EXCERPT_CHARS
+        else min(start - EXCERPT_LEAD, length - EXCERPT_CHARS)
+    )
+    return begin, begin + EXCERPT_CHARS
 
 
 def _cell_width(char: str) -> int:
@@ -170,12 +197,12 @@ def _painter(color: bool) -> Callable[[str, str], str]:
 
 def render_json(diagnostics: Sequence[Diagnostic]) -> str:
     """A JSON array of `Diagnostic.as_dict()` objects, 1-based positions, indented by 2."""
-    return json.dumps([diagnostic.as_dict() for diagnostic in _ordered(diagnostics)], indent=2)
+    return json.dumps([_escaped(d).as_dict() for d in _ordered(diagnostics)], indent=2)
 
 
 def render_github(diagnostics: Sequence[Diagnostic]) -> str:
     """GitHub Actions workflow commands (`::error file=…,line=…::message`), one per line."""
-    return "\n".join(_github_command(diagnostic) for diagnostic in _ordered(diagnostics))
+    return "\n".join(_github_command(_escaped(d)) for d in _ordered(diagnostics))
 
 
 def _github_command(diagnostic: Diagnostic) -> str:
@@ -261,7 +288,7 @@ def _sarif_result(diagnostic: Diagnostic, rule_index: int) -> dict[str, object]:
         "ruleId": diagnostic.rule,
         "ruleIndex": rule_index,
         "level": diagnostic.severity,
-        "message": {"text": diagnostic.message},
+        "message": {"text": escape_undecodable(diagnostic.message)},
         "locations": [
             {
                 "physicalLocation": {
@@ -274,11 +301,30 @@ def _sarif_result(diagnostic: Diagnostic, rule_index: int) -> dict[str, object]:
 
 
 def artifact_uri(path: str) -> str:
-    """A file path as a URI reference: relative with `/` and percent-escapes, or `file:` URI."""
+    """A file path as a URI reference: relative with `/` and percent-escapes, or `file:` URI.
+
+    A URI percent-encodes the name's bytes, so a name that is not UTF-8 keeps its very bytes
+    (`bad%FF.yaml`) and still names the file."""
     pure = PurePath(path)
     if pure.is_absolute():
         return pure.as_uri()
-    return quote(pure.as_posix(), safe="/")
+    return quote(_name_bytes(pure.as_posix()), safe="/")
+
+
+def _name_bytes(name: str) -> bytes:
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate no file system decoding made
+        return escape_undecodable(name).encode()
+
+
+def _escaped(diagnostic: Diagnostic) -> Diagnostic:
+    """The diagnostic with its path and message as every format shows them: undecodable bytes
+    of a file name as `\\xff` (`escape_undecodable`), never a lone surrogate."""
+    path, message = escape_undecodable(diagnostic.path), escape_undecodable(diagnostic.message)
+    if path == diagnostic.path and message == diagnostic.message:
+        return diagnostic
+    return dataclasses.replace(diagnostic, path=path, message=message)
 
 
 def _ordered(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:

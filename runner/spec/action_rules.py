@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import ActionRegistryError
 from runner.spec import schema_check
 from runner.spec.diagnostics import Finding, format_path
 from runner.spec.model import Workflow, thaw
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from jsonschema import ValidationError
     from jsonschema.protocols import Validator
 
-#: Looks up an action type's parameter schema; None when the type is not registered.
+#: Looks up an action type's parameter schema; None when the type is not registered,
+#: ActionRegistryError when the plugin registered for it cannot be used.
 SchemaLookup = Callable[[str], Mapping[str, Any] | None]
 _TEMPLATE_MARKERS = ("{{", "{%")
 
@@ -33,7 +35,17 @@ def check(
     for i, node in enumerate(workflow.nodes):
         if node.node_type != "action" or node.action_type is None:
             continue
-        parameters_schema = lookup(node.action_type)
+        try:
+            parameters_schema = lookup(node.action_type)
+        except ActionRegistryError as exc:  # its plugin is installed but cannot be used
+            findings.append(
+                Finding(
+                    "unknown-action-type",
+                    f"node `{node.id}`: action type `{node.action_type}` cannot be used: {exc}",
+                    ("nodes", i, "actionType"),
+                )
+            )
+            continue
         if parameters_schema is None:
             types = known_types()
             close = difflib.get_close_matches(node.action_type, types, n=1)

@@ -143,6 +143,9 @@ class ConditionInfo:
     node_refs: tuple[str, ...] = ()
     var_refs: frozenset[str] = frozenset()
     reads_all_vars: bool = False
+    #: `nodes.constructor`: ("nodes" | "vars", name) read through a name every object has; an
+    #: own key of that name, if the workflow has one, is what JavaScript reads.
+    method_reads: tuple[tuple[str, str], ...] = ()
 
 
 @functools.lru_cache(maxsize=_CONDITION_CACHE_SIZE)
@@ -153,16 +156,19 @@ def analyse_condition(source: str) -> ConditionInfo:
         return ConditionInfo(error)
     node_refs: dict[str, None] = {}
     var_refs: set[str] = set()
+    method_reads: dict[tuple[str, str], None] = {}
     whole = False
     for match in _JS_READS.finditer(source):
         name, attr = match.group(1), match.group(2)
         if name is None:  # a string literal or a comment
             continue
         key = attr if attr is not None else match.group(3) or match.group(4)
-        if not key or (attr is not None and attr in _JS_OBJECT_ATTRIBUTES):
+        if attr is not None and attr in _JS_OBJECT_ATTRIBUTES:
+            method_reads[(name, attr)] = None
+        elif not key:
             whole = whole or name == "vars"
         elif name == "nodes":
             node_refs[key] = None
         else:
             var_refs.add(key)
-    return ConditionInfo(None, tuple(node_refs), frozenset(var_refs), whole)
+    return ConditionInfo(None, tuple(node_refs), frozenset(var_refs), whole, tuple(method_reads))

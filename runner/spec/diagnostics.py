@@ -74,3 +74,18 @@ def format_path(path: DocPath) -> str:
         else:
             out = str(part)
     return out or "(document)"
+
+
+def escape_undecodable(text: str) -> str:
+    """`text` with what cannot be written as UTF-8 escaped as Python's backslashreplace does:
+    a file name's undecodable byte (decoded by the OS as a lone surrogate) as `\\xff`, any
+    other lone surrogate as `\\ud800`. Every lint output format shows names this way."""
+    if text.isascii():
+        return text
+    return "".join(_escape(char) if "\ud800" <= char <= "\udfff" else char for char in text)
+
+
+def _escape(surrogate: str) -> str:
+    code = ord(surrogate)
+    # 0xDC80-0xDCFF is how Python's file system decoding (surrogateescape) keeps a raw byte.
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"

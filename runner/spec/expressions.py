@@ -27,7 +27,8 @@ TEMPLATE_SCOPE = ("trigger", "event", "vars", "nodes", "execution", "secrets")
 #: Top-level names a template in `vars` may read: vars render once, before any node ran.
 VARS_SCOPE = ("trigger", "event", "execution", "secrets")
 _TEMPLATE_CACHE_SIZE = 8192
-# Jinja resolves `nodes.items` to the dict method, never to a node called `items`.
+# `nodes.items` is the node `items` when the workflow has one (a key wins over a method, as the
+# sandbox renders it), else the dict method: which one is known only with the workflow.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 # Concrete types first: isinstance against the Mapping ABC is slow on this hot path.
 _MAPPINGS = (MappingProxyType, dict, Mapping)
@@ -63,6 +64,9 @@ class TemplateInfo:
     node_refs: tuple[str, ...] = ()
     var_refs: frozenset[str] = frozenset()
     reads_all_vars: bool = False
+    #: `nodes.get`, `vars.items`: ("nodes" | "vars", name) read through a name that is also a
+    #: dict method; a key of that name, if the workflow has one, is what they read.
+    method_reads: tuple[tuple[str, str], ...] = ()
 
 
 @functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)
@@ -93,6 +97,7 @@ def _simple_template(text: str) -> TemplateInfo | None:
     names: set[str] = set()
     node_refs: dict[str, None] = {}
     var_refs: set[str] = set()
+    method_reads: dict[tuple[str, str], None] = {}
     reads_all_vars = False
     starts: set[int] = set()
     for match in _SIMPLE_OUTPUT.finditer(text):
@@ -107,7 +112,10 @@ def _simple_template(text: str) -> TemplateInfo | None:
         if access is None:
             key = None
         elif (attr := access.group(1)) is not None:
-            key = None if attr in _DICT_ATTRIBUTES else attr
+            if attr in _DICT_ATTRIBUTES:
+                method_reads[(name, attr)] = None
+                continue
+            key = attr
         else:
             key = access.group(2) if access.group(2) is not None else access.group(3)
         if name == "nodes" and key is not None:
@@ -128,6 +136,7 @@ def _simple_template(text: str) -> TemplateInfo | None:
         node_refs=tuple(node_refs),
         var_refs=frozenset(var_refs),
         reads_all_vars=reads_all_vars,
+        method_reads=tuple(method_reads),
     )
 
 
@@ -158,6 +167,7 @@ def _walk_template(ast: Any, env: BoundedEnvironment) -> TemplateInfo:
     unknown: list[str] = []
     node_refs: dict[str, None] = {}
     var_refs: set[str] = set()
+    method_reads: dict[tuple[str, str], None] = {}
     literal_reads: set[int] = set()  # ids of `vars` Name nodes read through a literal key
     vars_names: list[int] = []
     for node in ast.find_all(nodes.Node):
@@ -172,8 +182,14 @@ def _walk_template(ast: Any, env: BoundedEnvironment) -> TemplateInfo:
             target = node.node
             if not isinstance(target, nodes.Name) or target.name not in ("nodes", "vars"):
                 continue
+            key: str | None
             if isinstance(node, nodes.Getattr):
-                key = None if node.attr in _DICT_ATTRIBUTES else node.attr
+                if node.attr in _DICT_ATTRIBUTES:
+                    # The key if the workflow has one, else the method: the scan decides.
+                    method_reads[(target.name, node.attr)] = None
+                    literal_reads.add(id(target))
+                    continue
+                key = node.attr
             else:
                 arg = node.arg
                 key = (
@@ -208,6 +224,7 @@ def _walk_template(ast: Any, env: BoundedEnvironment) -> TemplateInfo:
         node_refs=tuple(node_refs),
         var_refs=frozenset(var_refs),
         reads_all_vars=any(name_id not in literal_reads for name_id in vars_names),
+        method_reads=tuple(method_reads),
     )
 
 
@@ -285,8 +302,26 @@ class _Scan:
             self.findings.append(Finding("template-unknown-name", message, path))
         self.var_reads |= info.var_refs
         self.reads_all_vars = self.reads_all_vars or info.reads_all_vars
+        node_refs = info.node_refs + self.method_keys(info.method_reads)
         if not reader.in_vars:  # `nodes` in vars is already an error that says why
-            self.reads.extend(_NodeRead(ref, reader, base, sub, path) for ref in info.node_refs)
+            self.reads.extend(_NodeRead(ref, reader, base, sub, path) for ref in node_refs)
+
+    def method_keys(self, method_reads: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+        """The node ids among `nodes.<method name>` reads (recording `vars.<method name>`
+        reads): a key of that name is read, as the sandbox reads it; without one, the method."""
+        if not method_reads:
+            return ()
+        node_ids = {node.id for node in self.workflow.nodes}
+        refs = []
+        for target, name in method_reads:
+            if target == "nodes":
+                if name in node_ids:
+                    refs.append(name)
+            elif name in self.workflow.vars:
+                self.var_reads.add(name)
+            else:
+                self.reads_all_vars = True  # `vars.items()`: the method reads them all
+        return tuple(refs)
 
     def condition(self, source: str, path: DocPath, label: str, reader: _Reader) -> None:
         info = conditions.analyse_condition(source)
@@ -295,7 +330,8 @@ class _Scan:
             return
         self.var_reads |= info.var_refs
         self.reads_all_vars = self.reads_all_vars or info.reads_all_vars
-        self.reads.extend(_NodeRead(ref, reader, label, (), path) for ref in info.node_refs)
+        node_refs = info.node_refs + self.method_keys(info.method_reads)
+        self.reads.extend(_NodeRead(ref, reader, label, (), path) for ref in node_refs)
 
     def node_reads(self) -> None:
         if not self.reads:

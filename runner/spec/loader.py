@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import LoadError as LoadError  # noqa: PLC0414 (re-export)
+from runner.spec import storable
 from runner.spec.diagnostics import DocPath, Finding, Span
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -30,6 +33,7 @@ _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_FIRST = Span(1, 1, 1, 2)
 _SPECIAL_FLOAT = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
                   ".nan", ".NaN", ".NAN"}  # fmt: skip
 
@@ -50,18 +54,61 @@ class Located:
     value: Span
 
 
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """A workflow file's bytes; LoadError (`file-not-regular`, `file-too-large`,
+    `file-unreadable`) for anything but a regular file within MAX_FILE_BYTES, before reading it."""
+    try:
+        _check_regular(path, os.stat(path))
+        # Opened without blocking, so a FIFO swapped in since the stat cannot hang the lint;
+        # checked again on the descriptor, and read no further than one byte past the limit,
+        # so a file that grows meanwhile costs no more memory than that.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            _check_regular(path, os.fstat(descriptor))
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        message = f"cannot read the file: {exc.strerror or exc}"
+        raise LoadError(Finding("file-unreadable", message, span=_FIRST)) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise LoadError(Finding("file-too-large", _too_large("more than"), span=_FIRST))
+    return raw
+
+
+def _check_regular(path: str | os.PathLike[str], info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        message = f"{_not_regular(path, info.st_mode)}; only regular files are read as workflows"
+        raise LoadError(Finding("file-not-regular", message, span=_FIRST))
+    if info.st_size > MAX_FILE_BYTES:
+        raise LoadError(Finding("file-too-large", _too_large(f"{info.st_size:,}"), span=_FIRST))
+
+
+def _not_regular(path: str | os.PathLike[str], mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    if os.path.islink(path):
+        return f"the path is a symbolic link to {os.path.realpath(path)}, {kind}"
+    return f"the path is {kind}"
+
+
+def _too_large(size: str) -> str:
+    return (
+        f"the file is {size} bytes; workflow files are limited to {MAX_FILE_BYTES:,} bytes (1 MiB)"
+    )
+
+
 def decode(path: str, raw: bytes) -> Source:
     """Check size and encoding; LoadError (`file-too-large`, `file-unreadable`) otherwise."""
-    first = Span(1, 1, 1, 2)
     if len(raw) > MAX_FILE_BYTES:
-        message = (
-            f"the file is {len(raw):,} bytes; workflow files are limited to "
-            f"{MAX_FILE_BYTES:,} bytes (1 MiB)"
-        )
-        raise LoadError(Finding("file-too-large", message, span=first))
+        raise LoadError(Finding("file-too-large", _too_large(f"{len(raw):,}"), span=_FIRST))
     if b"\x00" in raw:
         message = "the file is binary (it contains NUL bytes), not YAML text"
-        raise LoadError(Finding("file-unreadable", message, span=first))
+        raise LoadError(Finding("file-unreadable", message, span=_FIRST))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -202,6 +249,9 @@ class _Builder:
 
     def scalar(self, event: Any) -> Any:
         value, tag = event.value, event.tag
+        if (problem := storable.text_problem(value)) is not None:
+            # An escape (`"\0"`, `"\ud800"`) can put it there; jsonb could not store it.
+            self.refuse(event, f"this text {problem}, which a stored definition cannot hold")
         if tag is None or tag == "!":
             if event.style or not event.implicit[0] or tag == "!":
                 return value

@@ -216,6 +216,9 @@ class WebhookTrigger:
     secret_ref: str | None = None
     signature: Literal["github", "slack", "hmac-sha256"] | None = None
     signature_header: str | None = None
+    #: `signature: none` was written out: unsigned deliveries are accepted on purpose (lint
+    #: warns of a webhook without `signature`); `signature` is then None.
+    unsigned: bool = False
     request_id_header: str | None = None
     activation_condition: str | None = None
     enabled: bool = True
@@ -257,8 +260,9 @@ def trigger_from_data(data: Any) -> Trigger:
             id=tid,
             path=_get(data, "path", str, ""),
             secret_ref=_get(data, "secretRef", str),
-            signature=_get(data, "signature", str),
+            signature=None if data.get("signature") == "none" else _get(data, "signature", str),
             signature_header=_get(data, "signatureHeader", str),
+            unsigned=data.get("signature") == "none",
             request_id_header=_get(data, "requestIdHeader", str),
             activation_condition=_get(data, "activationCondition", str),
             enabled=enabled,

@@ -29,6 +29,11 @@ _RULES = (
     ),
     Rule("file-too-large", "error", "The file is larger than the 1 MiB limit."),
     Rule(
+        "file-not-regular",
+        "error",
+        "The path is not a regular file (a FIFO, device or socket, or a link to one).",
+    ),
+    Rule(
         "yaml-syntax", "error", "The file is not valid YAML 1.2, or holds more than one document."
     ),
     Rule("yaml-duplicate-key", "error", "A mapping has the same key twice."),
@@ -95,6 +100,11 @@ _RULES = (
     Rule("invalid-timezone", "error", "A schedule's `timezone` is not an IANA time zone."),
     Rule("duplicate-trigger-id", "error", "Two triggers of one workflow share an id."),
     Rule("duplicate-webhook-path", "error", "Two webhook triggers (in any files) share a path."),
+    Rule(
+        "webhook-unsigned",
+        "warning",
+        "A webhook trigger has no `signature`; write `signature: none` to accept unsigned calls.",
+    ),
     # Across files.
     Rule("duplicate-workflow-id", "error", "Two files define the same workflow id."),
     Rule(

@@ -9,6 +9,9 @@ bounds what one render may cost:
   are measured too;
 - time: every loop step and every call counts against a deadline.
 
+`x.name` on a mapping reads its key `name` before its method: node ids and payload keys such as
+`get`, `items` or `keys` are data first (lint resolves them the same way).
+
 The bounds of a render are set with `limits(...)`; outside it sizes are capped at
 DEFAULT_MAX_BYTES and time is unbounded (lint only parses). This module imports jinja2: import it
 lazily (`runner.spec.expressions.template_environment` does).
@@ -49,6 +52,8 @@ MAX_JSON_INDENT = 16
 _STEPS_PER_CLOCK_READ = 64
 _SEQUENCES = (str, bytes, list, tuple)
 _SIZED = (str, bytes, list, tuple, dict)
+# Concrete types first: an isinstance against the Mapping ABC alone is slow on the hot path.
+_MAPPINGS = (dict, types.MappingProxyType, Mapping)
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _DIGITS = re.compile(r"\d+")
 
@@ -409,6 +414,16 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             _check_percent_format(left, right, "`%`")
         return super().call_binop(context, operator, left, right)
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`x.name`: a key of a mapping wins over its method, so `nodes.get` is the node `get`
+        and `trigger.items` the payload's `items` (Jinja alone reads the method first)."""
+        if isinstance(obj, _MAPPINGS):
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                pass
+        return super().getattr(obj, attribute)
+
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         """A sandboxed call that steps the time budget and measures arguments and result."""
         _active().step()
@@ -451,13 +466,13 @@ def _finalize(value: Any) -> Any:
 
 
 def method_hint(value: Any) -> str | None:
-    """Why `outputs.items` printed a method: Jinja reads attributes before keys."""
+    """Why `outputs.items` printed a method: the object has no key `items` (a key would win)."""
     if not isinstance(value, types.BuiltinMethodType) or not isinstance(value.__self__, Mapping):
         return None
     name = value.__name__
     return (
-        f"`.{name}` is the object's method `{name}`, not a key: Jinja reads methods first; "
-        f"read the key as `['{name}']`"
+        f"`.{name}` is the object's method `{name}`: the object has no key `{name}` "
+        f"(a key would be read first, as `.{name}` or `['{name}']`)"
     )
 
 

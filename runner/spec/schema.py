@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 # `compile_check` and `Check` are re-exported: callers compile action parameter schemas with it.
-__all__ = ["Check", "compile_check", "schema", "schema_text", "validate"]
+__all__ = ["Check", "compile_check", "schema", "schema_text", "validate", "validate_with"]
 
 _EXPECTED = {
     "object": "a mapping",
@@ -101,6 +101,11 @@ def _pattern_keyword(
 
 @functools.cache
 def _validator() -> Validator:
+    return _validator_class()(schema())
+
+
+@functools.cache
+def _validator_class() -> type[Validator]:
     from jsonschema import Draft202012Validator, validators
 
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
@@ -109,7 +114,16 @@ def _validator() -> Validator:
     cls: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]  # unannotated in the stubs
         Draft202012Validator, validators={"pattern": _pattern_keyword}, type_checker=checker
     )
-    return cls(schema())
+    return cls
+
+
+def validate_with(data: Any, against: Mapping[str, Any]) -> list[Finding]:
+    """Check a loaded document against another schema (dwf.yaml's) as `validate` checks a
+    workflow: the same rules, messages and order."""
+    validator = _validator_class()(against)
+    found = [finding for error in validator.iter_errors(data) for finding, _ in _translate(error)]
+    unique = list({(f.rule, f.path, f.at_key, f.message): f for f in found}.values())
+    return sorted(unique, key=lambda f: _position(data, f.path))
 
 
 @functools.cache

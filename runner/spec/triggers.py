@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from runner.spec import structure
 from runner.spec.diagnostics import Finding
-from runner.spec.model import ScheduleTrigger, Workflow
+from runner.spec.model import ScheduleTrigger, WebhookTrigger, Workflow
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -150,9 +150,23 @@ def _timezones() -> list[str]:
 
 
 def check(workflow: Workflow) -> list[Finding]:
-    """Duplicate trigger ids, and each schedule's cron expression and time zone."""
+    """Duplicate trigger ids, each schedule's cron expression and time zone, and webhooks that
+    do not say how they are signed."""
     _, findings = structure.duplicate_ids([t.id for t in workflow.triggers], "triggers")
     for k, trigger in enumerate(workflow.triggers):
+        if isinstance(trigger, WebhookTrigger):
+            if trigger.signature is None and not trigger.unsigned:
+                findings.append(
+                    Finding(
+                        "webhook-unsigned",
+                        f"webhook trigger `{trigger.id}` has no `signature`: anyone who can reach "
+                        "its URL can start this workflow; set `signature` (github, slack or "
+                        "hmac-sha256, with `secretRef`), or write `signature: none` to accept "
+                        "unsigned requests on purpose",
+                        ("triggers", k),
+                    )
+                )
+            continue
         if not isinstance(trigger, ScheduleTrigger):
             continue
         error = cron_error(trigger.cron)

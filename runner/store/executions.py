@@ -68,6 +68,21 @@ class AttemptRow(FromRow):
 
 
 @dataclass(frozen=True, slots=True)
+class LinkRow(FromRow):
+    """A row of `workflow_resource_links`: something an attempt created in another system."""
+
+    link_id: int
+    action_execution_id: int | None
+    node_id: str
+    idempotency_key: str | None
+    system: str
+    resource_type: str
+    external_id: str
+    url: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EventRow(FromRow):
     """A row of `execution_events`."""
 
@@ -172,6 +187,19 @@ async def attempts(conn: Connection, execution_id: uuid.UUID) -> list[AttemptRow
         (execution_id,),
     )
     return [AttemptRow.from_row(r) for r in await cur.fetchall()]
+
+
+async def links(conn: Connection, execution_id: uuid.UUID) -> list[LinkRow]:
+    """Every resource link an execution's attempts stored, in the order they were stored."""
+    cur = await conn.execute(
+        """
+        SELECT link_id, action_execution_id, node_id, idempotency_key, system, resource_type,
+               external_id, url, created_at
+        FROM workflow_resource_links WHERE execution_id = %s ORDER BY link_id
+        """,
+        (execution_id,),
+    )
+    return [LinkRow.from_row(r) for r in await cur.fetchall()]
 
 
 async def events(

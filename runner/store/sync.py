@@ -43,6 +43,7 @@ class SyncRunRow(FromRow):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    target_tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +119,22 @@ async def finish_run(
     summary: Mapping[str, Any] | None = None,
     files: Sequence[Mapping[str, Any]] = (),
     error: str | None = None,
+    target_tenant: str | None = None,
 ) -> SyncRunRow:
-    """Close a running sync with its outcome; keeps the newest `KEEP_RUNS` runs of the tenant."""
+    """Close a running sync with its outcome and the tenant it wrote into (when it got that
+    far); keeps the newest `KEEP_RUNS` runs of the tenant."""
     cur = await conn.execute(
         """
         UPDATE sync_runs SET status = %s, commit = %s, summary = %s, files = %s, error = %s,
-            finished_at = now()
+            target_tenant = %s, finished_at = now()
         WHERE sync_id = %s AND status = 'running'
         RETURNING *
         """,
-        (status, commit, Jsonb(dict(summary or {})), Jsonb(list(files)), error, sync_id),
-    )
+        (
+            status, commit, Jsonb(dict(summary or {})), Jsonb(list(files)), error,
+            target_tenant, sync_id,
+        ),
+    )  # fmt: skip
     row = await cur.fetchone()
     assert row is not None, f"sync run {sync_id} was not running"
     await conn.execute(
@@ -202,3 +208,42 @@ async def webhook_paths(conn: Connection, tenant: str) -> dict[str, str]:
         (tenant,),
     )
     return {r["webhook_path"]: r["workflow_id"] for r in await cur.fetchall()}
+
+
+async def lint_results(conn: Connection, tenant: str, stamp: str) -> dict[str, tuple[str, Any]]:
+    """The stored lint result of each file of the tenant's repository linted under `stamp`:
+    path -> (blob, result)."""
+    cur = await conn.execute(
+        "SELECT path, blob, result FROM sync_files WHERE tenant = %s AND stamp = %s",
+        (tenant, stamp),
+    )
+    return {r["path"]: (r["blob"], r["result"]) for r in await cur.fetchall()}
+
+
+async def keep_lint_results(
+    conn: Connection,
+    tenant: str,
+    stamp: str,
+    results: Sequence[tuple[str, str, Mapping[str, Any]]],
+    paths: Sequence[str],
+) -> None:
+    """Store new lint results (path, blob, result) under `stamp`, and forget those of files
+    not among `paths` (the repository's files now) or of another stamp."""
+    if results:
+        await conn.execute(
+            """
+            INSERT INTO sync_files (tenant, path, blob, stamp, result)
+            SELECT %s, f.path, f.blob, %s, f.result
+            FROM unnest(%s::text[], %s::text[], %s::jsonb[]) AS f(path, blob, result)
+            ON CONFLICT (tenant, path) DO UPDATE SET blob = EXCLUDED.blob,
+                stamp = EXCLUDED.stamp, result = EXCLUDED.result, updated_at = now()
+            """,
+            (
+                tenant, stamp, [r[0] for r in results], [r[1] for r in results],
+                [Jsonb(dict(r[2])) for r in results],
+            ),
+        )  # fmt: skip
+    await conn.execute(
+        "DELETE FROM sync_files WHERE tenant = %s AND (stamp <> %s OR NOT (path = ANY(%s)))",
+        (tenant, stamp, list(paths)),
+    )

@@ -137,6 +137,32 @@ async def record_version(
     """The version with this checksum (version N+1 when new: True) becomes the workflow's
     current one, with the given status; its trigger rows follow. Run inside a transaction,
     after `lock_for_version` (the caller decides whether the workflow's owner allows it)."""
+    version, created = await add_version(
+        conn, tenant=tenant, workflow_id=workflow_id, checksum=checksum, definition=definition,
+        source_kind=source_kind, source_repo=source_repo, source_commit=source_commit,
+        source_path=source_path,
+    )  # fmt: skip
+    await make_current(
+        conn, tenant, workflow_id, version.version, status=status, display_name=display_name
+    )
+    return version, created
+
+
+async def add_version(
+    conn: Connection,
+    *,
+    tenant: str,
+    workflow_id: str,
+    checksum: str,
+    definition: Mapping[str, Any],
+    source_kind: SourceKind,
+    source_repo: str | None = None,
+    source_commit: str | None = None,
+    source_path: str | None = None,
+) -> tuple[DefinitionRow, bool]:
+    """The version with this checksum, written as version N+1 when new (True); the workflow's
+    current version, status and triggers are left as they are. Run inside a transaction,
+    after `lock_for_version`."""
     cur = await conn.execute(
         "SELECT * FROM workflow_definitions"
         " WHERE tenant = %s AND workflow_id = %s AND checksum = %s",
@@ -168,17 +194,29 @@ async def record_version(
         )
         existing = await cur.fetchone()
     assert existing is not None
-    version = DefinitionRow.from_row(existing)
+    return DefinitionRow.from_row(existing), created
+
+
+async def make_current(
+    conn: Connection,
+    tenant: str,
+    workflow_id: str,
+    version: int,
+    *,
+    status: WorkflowStatus,
+    display_name: str | None = None,
+) -> None:
+    """Point the workflow at `version` with `status`; its trigger rows follow. Run inside a
+    transaction, after `lock_for_version`."""
     await conn.execute(
         """
         UPDATE workflows SET current_version = %s, status = %s,
             display_name = COALESCE(%s, display_name), updated_at = now()
         WHERE tenant = %s AND workflow_id = %s
         """,
-        (version.version, status, display_name, tenant, workflow_id),
+        (version, status, display_name, tenant, workflow_id),
     )
     await triggers.follow(conn, tenant, workflow_id)
-    return version, created
 
 
 async def get_plan(

@@ -6,9 +6,12 @@
     await syncer.run(stop)                          # the daemon's sync role: at start, every
                                                     # interval, and at once on a push webhook
 
-A sync takes the tenant's advisory lock before it fetches, so a replica never applies an older
-commit over a newer one; a replica that finds the lock taken skips (the interval) or waits and
-then finds nothing left to do (a push, `dwf sync`). The changes and the run's row commit in one
+A sync takes the runner's tenant's advisory lock before it fetches, so a replica never applies
+an older commit over a newer one; a replica that finds the lock taken skips (the interval) or
+waits and then finds nothing left to do (a push, `dwf sync`). The commit's dwf.yaml then says
+which tenant the workflows go to (whose lock is taken too, when it is another) and the default
+options they take; one that is invalid, or names a tenant this runner may not sync, refuses
+the sync. The changes, the lint results kept for the next sync and the run's row commit in one
 transaction: a sync that fails (fetch, git, database) leaves every workflow as it was.
 """
 
@@ -18,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,12 +29,13 @@ import structlog
 
 from runner import versions
 from runner.errors import DatabaseUnavailable, DwfError, SourceError
-from runner.settings import Settings
+from runner.settings import DEFAULT_TENANT, Settings
+from runner.spec import repository
 from runner.store import sync as store
 from runner.store import workflows
 from runner.store.database import Connection, Database, Notify
 from runner.sync import check, diff
-from runner.sync.source import GitSource
+from runner.sync.source import GitSource, Snapshot
 
 _log = structlog.get_logger(__name__)
 
@@ -40,7 +44,8 @@ RELISTEN_SECONDS = 1.0
 
 
 class Syncer:
-    """Syncs one git source into one database (the settings' tenant)."""
+    """Syncs one git source into one database (the tenant its dwf.yaml names, else the
+    settings')."""
 
     def __init__(
         self,
@@ -54,7 +59,7 @@ class Syncer:
         self.db, self.settings, self.source = db, settings, source
         self.replica = replica
         self.jobs = jobs
-        self.memo = check.new_memo()  # lint results by (path, blob): resyncs lint changes only
+        self.memo = check.new_memo()  # lint results by (path, blob, stamp): resyncs lint changes
 
     async def sync(
         self,
@@ -83,7 +88,7 @@ class Syncer:
                         return done
                 allow = self.settings.sync_allow_mass_delete
                 return await self._sync(
-                    reason, allow if allow_mass_delete is None else allow_mass_delete
+                    reason, allow if allow_mass_delete is None else allow_mass_delete, lock_conn
                 )
             finally:
                 await store.unlock(lock_conn, tenant)
@@ -124,10 +129,12 @@ class Syncer:
             with contextlib.suppress(asyncio.CancelledError):
                 await listening
 
-    async def _fail_run(self, sync_id: int, commit: str | None, error: str) -> store.SyncRunRow:
+    async def _fail_run(
+        self, sync_id: int, commit: str | None, error: str, tenant: str | None
+    ) -> store.SyncRunRow:
         async with self.db.transaction() as conn:
             return await store.finish_run(
-                conn, sync_id, status="failed", commit=commit, error=error
+                conn, sync_id, status="failed", commit=commit, error=error, target_tenant=tenant
             )
 
     async def _listen(self, pushed: asyncio.Queue[datetime]) -> None:
@@ -141,34 +148,66 @@ class Syncer:
             (store.SYNC_CHANNEL,), heard, retry_seconds=RELISTEN_SECONDS, what="sync listener"
         )
 
-    async def _sync(self, reason: store.SyncReason, allow_mass_delete: bool) -> store.SyncRunRow:
-        tenant, source = self.settings.tenant, self.source
+    async def _sync(
+        self, reason: store.SyncReason, allow_mass_delete: bool, lock_conn: Connection
+    ) -> store.SyncRunRow:
+        runner_tenant, source = self.settings.tenant, self.source
         async with self.db.transaction() as conn:
             sync_id = await store.start_run(
-                conn, tenant=tenant, repo=source.display, branch=source.branch,
+                conn, tenant=runner_tenant, repo=source.display, branch=source.branch,
                 path=source.folder, reason=reason, replica=self.replica,
             )  # fmt: skip
-        commit = None
+        commit, tenant, also_locked = None, None, None
         try:
             commit = await asyncio.to_thread(source.fetch)
-            listed = await asyncio.to_thread(source.list, commit)
+            snapshot = await asyncio.to_thread(source.snapshot, commit)
+            found = await asyncio.to_thread(
+                check.check_config, snapshot.config, source.read, runner_tenant=runner_tenant,
+                pinned=runner_tenant != DEFAULT_TENANT,
+            )  # fmt: skip
+            if found.config is None:
+                return await self._refuse(sync_id, commit, found, len(snapshot.files))
+            tenant = repository.sync_tenant(found.config, runner_tenant)
+            if tenant != runner_tenant:
+                # Another runner may sync this tenant (as its own): one writer at a time.
+                await store.lock(lock_conn, tenant)
+                await lock_conn.commit()
+                also_locked = tenant
+            config, stamp = found.config, check.lint_stamp(found.config)
+            async with self.db.connection() as conn:
+                known = await stored_results(conn, tenant, stamp)
             checked = await asyncio.to_thread(
-                check.check, listed, source.read, self.memo, jobs=self.jobs
-            )
+                check.check, snapshot.files, source.read, self.memo, jobs=self.jobs,
+                config=config, known=known,
+            )  # fmt: skip
+            linted = {f.path: f for f in checked.fresh}  # to store for the next sync
             async with self.db.transaction() as conn:
                 changes = await decide(conn, tenant, checked, self.settings, allow_mass_delete)
+                if changes.unread:  # stored results have no document: read those files
+                    checked = await asyncio.to_thread(
+                        check.check, snapshot.files, source.read, self.memo, jobs=self.jobs,
+                        config=config, known=known, reread=changes.unread,
+                    )  # fmt: skip
+                    linted |= {f.path: f for f in checked.fresh}
+                    changes = await decide(conn, tenant, checked, self.settings, allow_mass_delete)
                 versions: dict[str, int] = {}
                 if changes.refused is None:
                     versions = await write(
                         conn, tenant, changes, repo=source.display, commit=commit
                     )
+                await store.keep_lint_results(
+                    conn, tenant, stamp,
+                    [(f.path, f.blob, check.stored(f)) for f in linted.values()],
+                    [f.path for f in snapshot.files],
+                )  # fmt: skip
                 status: store.SyncStatus = (
                     "refused" if changes.refused else "applied" if changes.changed else "unchanged"
                 )
                 run = await store.finish_run(
                     conn, sync_id, status=status, commit=commit,
-                    summary=summary(changes, len(listed)), files=file_results(changes, versions),
-                    error=changes.refused,
+                    summary=summary(changes, len(snapshot.files)),
+                    files=file_results(changes, versions), error=changes.refused,
+                    target_tenant=tenant,
                 )  # fmt: skip
         except Exception as exc:
             message = str(exc) if isinstance(exc, DwfError) else f"{type(exc).__name__}: {exc}"
@@ -178,13 +217,32 @@ class Syncer:
                 _log.error("sync failed", error=message, exc_info=exc)
             # Recorded once the database is back (within the bound), so no run stays `running`.
             run = await self.db.retrying(
-                functools.partial(self._fail_run, sync_id, commit, message),
+                functools.partial(self._fail_run, sync_id, commit, message, tenant),
                 seconds=self.settings.transition_retry_seconds,
             )
+        finally:
+            if also_locked is not None:
+                with contextlib.suppress(DwfError):
+                    await store.unlock(lock_conn, also_locked)
+                    await lock_conn.commit()
         _log.info(
             "sync " + run.status, reason=reason, commit=run.commit, repo=run.repo,
-            error=run.error, **run.summary,
+            tenant=run.target_tenant, error=run.error, **run.summary,
         )  # fmt: skip
+        return run
+
+    async def _refuse(
+        self, sync_id: int, commit: str, found: check.ConfigResult, files: int
+    ) -> store.SyncRunRow:
+        """Record a sync refused for its dwf.yaml: nothing is read or written."""
+        assert found.change is not None
+        changes = diff.ChangeSet((found.change,), found.refusal, {"invalid": 1})
+        async with self.db.transaction() as conn:
+            run = await store.finish_run(
+                conn, sync_id, status="refused", commit=commit, summary=summary(changes, files),
+                files=file_results(changes), error=changes.refused,
+            )  # fmt: skip
+        _log.warning("sync refused", commit=commit, repo=run.repo, error=run.error)
         return run
 
 
@@ -207,10 +265,19 @@ async def decide(
     return diff.decide(checked.files, current, hooks, guard=guard, diagnose=checked.diagnose)
 
 
+async def stored_results(conn: Connection, tenant: str, stamp: str) -> dict[str, diff.LintedFile]:
+    """The lint results an earlier sync of the tenant's repository stored under `stamp`."""
+    found = await store.lint_results(conn, tenant, stamp)
+    results = {path: check.from_stored(path, blob, data) for path, (blob, data) in found.items()}
+    return {path: result for path, result in results.items() if result is not None}
+
+
 async def write(
     conn: Connection, tenant: str, changes: diff.ChangeSet, *, repo: str, commit: str
 ) -> dict[str, int]:
     """Write a change set through the one writer of versions (`runner.versions`)."""
+    if changes.unread:
+        raise RuntimeError(f"a sync would write {changes.unread} without their documents")
     archived = [c.workflow_id for c in changes.files if c.outcome == "archived" and c.workflow_id]
     items = [
         workflows.NewVersion(
@@ -272,15 +339,33 @@ def _push_time(payload: str, tenant: str) -> datetime | None:
 
 
 async def preview(
-    db: Database, settings: Settings, checked: check.Checked, *, allow_mass_delete: bool
+    db: Database,
+    settings: Settings,
+    snapshot: Snapshot,
+    raw: Mapping[str, bytes],
+    *,
+    allow_mass_delete: bool,
 ) -> tuple[diff.ChangeSet, dict[str, dict[str, Any]]]:
-    """What syncing `checked` would change (`dwf plan`), and the current definition of each
-    workflow it changes; writes nothing."""
+    """What syncing a checkout's files would change (`dwf plan`): its dwf.yaml read as a sync
+    reads it, and the current definition of each workflow it changes; writes nothing."""
+
+    def read(blobs: Sequence[str]) -> dict[str, bytes]:
+        return {b: raw[b] for b in blobs}
+
+    found = await asyncio.to_thread(
+        check.check_config, snapshot.config, read, runner_tenant=settings.tenant,
+        pinned=settings.tenant != DEFAULT_TENANT,
+    )  # fmt: skip
+    if found.config is None:
+        assert found.change is not None
+        return diff.ChangeSet((found.change,), found.refusal, {"invalid": 1}), {}
+    tenant = repository.sync_tenant(found.config, settings.tenant)
+    checked = await asyncio.to_thread(check.check, snapshot.files, read, config=found.config)
     async with db.connection() as conn:
-        changes = await decide(conn, settings.tenant, checked, settings, allow_mass_delete)
+        changes = await decide(conn, tenant, checked, settings, allow_mass_delete)
         ids = [str(c.workflow_id) for c in changes.files if c.writes and c.previous is not None]
-        found = await workflows.current_definitions(conn, settings.tenant, ids)
-    return changes, {k: v.definition for k, v in found.items()}
+        current = await workflows.current_definitions(conn, tenant, ids)
+    return changes, {k: v.definition for k, v in current.items()}
 
 
 def syncer_for(db: Database, settings: Settings, *, replica: str) -> Syncer:
@@ -297,6 +382,6 @@ def syncer_for(db: Database, settings: Settings, *, replica: str) -> Syncer:
 def run_document(run: store.SyncRunRow) -> dict[str, Any]:
     """A sync run as JSON (the API's and `dwf sync --output json`'s shape)."""
     return run.document(
-        "sync_id", "status", "reason", "repo", "branch", "path", "commit", "replica", "summary",
-        "files", "error", "started_at", "finished_at",
+        "sync_id", "status", "reason", "repo", "branch", "path", "commit", "target_tenant",
+        "replica", "summary", "files", "error", "started_at", "finished_at",
     )  # fmt: skip

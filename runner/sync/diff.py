@@ -28,7 +28,9 @@ Diagnose = Callable[[str, list[Finding]], list[Diagnostic]]
 @dataclass(frozen=True, slots=True)
 class LintedFile:
     """A workflow file after lint: its path and blob, diagnostics (cross-file ones included),
-    and, when it loaded, its summary, document and checksum. `ignored`: why it was not read."""
+    and, when it loaded, its summary, document, checksum and declared status. `ignored`: why
+    it was not read. A result a sync stored (`runner.sync.check`) has no document: it is read
+    again only if the file must be written."""
 
     path: str
     blob: str
@@ -37,13 +39,13 @@ class LintedFile:
     document: Mapping[str, Any] | None = None
     checksum: str | None = None
     ignored: str | None = None
+    status: Status | None = None
 
     @property
     def valid(self) -> bool:
         """Loaded, and no error (warnings do not stop a sync)."""
-        return self.document is not None and not any(
-            d.severity == "error" for d in self.diagnostics
-        )
+        loaded = self.document is not None or self.checksum is not None
+        return loaded and not any(d.severity == "error" for d in self.diagnostics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,16 @@ class ChangeSet:
     def errors(self) -> bool:
         """Whether a file is invalid (its last good version stays) or the guard refused."""
         return self.refused is not None or any(f.outcome == "invalid" for f in self.files)
+
+    @property
+    def unread(self) -> list[str]:
+        """Files to write whose document is not at hand (their lint result was stored by an
+        earlier sync): read and lint them, then decide again."""
+        return [
+            f.path
+            for f in self.files
+            if f.writes and f.outcome != "archived" and f.document is None
+        ]
 
 
 def decide(
@@ -229,6 +241,8 @@ def _publish_check(
 
 
 def _status(f: LintedFile) -> Status:
+    if f.status is not None:
+        return f.status
     assert f.document is not None
     return lifecycle.declared_status(f.document)
 

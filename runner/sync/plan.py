@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from runner.sync.diff import ChangeSet, FileChange
 
@@ -129,23 +130,18 @@ def _trigger(trigger: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def next_fire_times(cron: str, timezone: str, now: datetime, count: int = FIRE_TIMES) -> list[str]:
-    """The next `count` fire times of a cron schedule after `now`, ISO 8601 in its time zone."""
-    from runner.spec.triggers import cron_trigger
+    """The next `count` fire times of a cron schedule after `now`, ISO 8601 in its time zone:
+    the scheduler's own times (`runner.triggers.cron`), daylight-saving days included."""
+    from runner.triggers.cron import fire_times
 
     try:
-        trigger = cron_trigger(cron, timezone)
+        times = fire_times(cron, timezone)
     except ValueError:
         return []
-    times: list[str] = []
-    moment = now
-    previous = None
-    while len(times) < count:
-        fire = trigger.get_next_fire_time(previous, moment)
-        if fire is None:
-            break
-        times.append(fire.isoformat())
-        previous, moment = fire, fire + timedelta(seconds=1)
-    return times
+    zone = ZoneInfo(timezone)
+    after = now if now.tzinfo else now.replace(tzinfo=UTC)
+    until = datetime.max.replace(tzinfo=UTC)
+    return [t.astimezone(zone).isoformat() for t in times.between(after, until, count)]
 
 
 def _changed_fields(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
@@ -287,7 +283,7 @@ def _summary_line(plan: Mapping[str, Any]) -> str:
     if s.get("ignored"):
         text += f"; {s['ignored']} files not read"
     if plan["refused"]:
-        text += "; REFUSED by the mass-delete guard"
+        text += "; REFUSED: nothing would be changed"
     return text + "."
 
 

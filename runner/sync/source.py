@@ -2,8 +2,9 @@
 
     source = GitSource("https://git.example/flows.git", "main", "", cache_root=home / "git")
     commit = source.fetch()                 # git fetch --depth 1 into a bare cache repository
-    files = source.list(commit)             # git ls-tree at that commit: paths, blob ids, sizes
-    raw = source.read([f.blob for f in files if f.readable])   # git cat-file --batch
+    snapshot = source.snapshot(commit)      # git ls-tree at that commit: the workflow files
+                                            # (paths, blob ids, sizes) and the folder's dwf.yaml
+    raw = source.read([f.blob for f in snapshot.files if f.readable])   # git cat-file --batch
 
 Files are read from git's object store at the fetched commit, never from a working tree that
 might be half-written. Only regular files under the configured folder are ever read: symbolic
@@ -20,6 +21,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from runner.errors import SourceError
 from runner.lint.linter import YAML_SUFFIXES
 from runner.spec.loader import MAX_FILE_BYTES
+from runner.spec.repository import CONFIG_FILE
 
 FETCH_TIMEOUT_SECONDS = 120.0
 LOCAL_TIMEOUT_SECONDS = 60.0
@@ -61,6 +64,15 @@ class SourceFile:
         return self.ignored is None and self.size <= MAX_FILE_BYTES
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a sync reads at a commit (or `dwf plan` in a checkout): the workflow files and the
+    folder's dwf.yaml, if there is one (a link or submodule there is listed, as ignored)."""
+
+    files: list[SourceFile]
+    config: SourceFile | None = None
+
+
 def display_url(url: str) -> str:
     """The repository URL without any password or token in it (what logs and rows record)."""
     parts = urlsplit(url)
@@ -90,20 +102,28 @@ def check_folder(path: str) -> str:
 def select(files: Iterable[SourceFile], folder: str) -> list[SourceFile]:
     """The workflow files among `files` (all under `folder`): like `dwf lint` on a folder, a
     folder holding `workflows/` means only that one is searched; *.yaml/*.yml only; hidden
-    files and folders skipped. Sorted by path."""
+    files and folders skipped, and the folder's own dwf.yaml. Sorted by path."""
     files = list(files)
     base = f"{folder}/" if folder else ""
+    config = f"{base}{CONFIG_FILE}"
     nested = f"{base}{WORKFLOWS_FOLDER}/"
     if any(f.path.startswith(nested) for f in files):
         base = nested
     chosen = []
     for f in files:
-        if not f.path.startswith(base) or not f.path.endswith(YAML_SUFFIXES):
+        if not f.path.startswith(base) or not f.path.endswith(YAML_SUFFIXES) or f.path == config:
             continue
         if any(part.startswith(".") for part in f.path[len(base) :].split("/")):
             continue
         chosen.append(f)
     return sorted(chosen, key=lambda f: f.path)
+
+
+def snapshot_of(files: Iterable[SourceFile], folder: str) -> Snapshot:
+    """The workflow files among `files` (see `select`) and the folder's dwf.yaml."""
+    files = list(files)
+    config = f"{folder}/{CONFIG_FILE}" if folder else CONFIG_FILE
+    return Snapshot(select(files, folder), next((f for f in files if f.path == config), None))
 
 
 class GitSource:
@@ -138,9 +158,9 @@ class GitSource:
             shutil.rmtree(self.cache, ignore_errors=True)
             return self._fetch()
 
-    def list(self, commit: str) -> list[SourceFile]:
+    def snapshot(self, commit: str) -> Snapshot:
         """The workflow files of the commit under the folder (see `select`), symlinks included
-        as ignored."""
+        as ignored, and the folder's dwf.yaml."""
         args = ["ls-tree", "-r", "-l", "-z", "--full-tree", commit]
         if self.folder:
             args += ["--", self.folder]
@@ -162,7 +182,7 @@ class GitSource:
             elif mode not in REGULAR_MODES:
                 ignored = f"not a regular file (git mode {mode})"
             files.append(SourceFile(path, blob, int(size) if size.isdigit() else 0, ignored))
-        return select(files, self.folder)
+        return snapshot_of(files, self.folder)
 
     def read(self, blobs: Iterable[str]) -> dict[str, bytes]:
         """The bytes of each blob, from the object store (one `git cat-file --batch`)."""
@@ -236,9 +256,9 @@ class GitSource:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def folder_files(root: Path, folder: str) -> tuple[list[SourceFile], dict[str, bytes]]:
-    """The workflow files of a checkout (as `GitSource.list` and `read` give them for a
-    commit), for `dwf plan`: symbolic links listed as ignored and never read."""
+def folder_files(root: Path, folder: str) -> tuple[Snapshot, dict[str, bytes]]:
+    """The workflow files and dwf.yaml of a checkout (as `GitSource.snapshot` and `read` give
+    them for a commit), for `dwf plan`: symbolic links listed as ignored and never read."""
     folder = check_folder(folder)
     top = root / folder if folder else root
     if not top.is_dir():
@@ -258,11 +278,18 @@ def folder_files(root: Path, folder: str) -> tuple[list[SourceFile], dict[str, b
                 continue
             if not path.endswith(YAML_SUFFIXES):
                 continue
+            info = full.stat()
+            if not stat.S_ISREG(info.st_mode):
+                files.append(SourceFile(path, "", 0, "not a regular file"))
+                continue
+            if info.st_size > MAX_FILE_BYTES:  # reported `file-too-large`, never read
+                files.append(SourceFile(path, "", info.st_size))
+                continue
             data = full.read_bytes()
             blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's blob id
             files.append(SourceFile(path, blob, len(data)))
             raw[blob] = data
-    return select(files, folder), raw
+    return snapshot_of(files, folder), raw
 
 
 def _git_env() -> dict[str, str]:

@@ -11,6 +11,9 @@ APScheduler's own CronTrigger fires a repeated time twice and moves a skipped on
 the gap, so the cron fields are matched here on naive wall-clock time (through
 `runner.spec.triggers.cron_trigger` read in UTC, the one translation from cron text that lint
 uses too) and each match is mapped to its instant. Pure: no I/O, no clock.
+
+The one source of fire times: the scheduler's jobs (`ScheduleTrigger`), catch-up, the trigger
+documents of the API and `dwf triggers`, and `dwf plan` all ask `fire_times`.
 """
 
 from __future__ import annotations

@@ -5,16 +5,23 @@
 
 In that order, so nothing reads an unauthenticated body: the path must be an enabled webhook
 trigger of an Active workflow (else 404, the same answer whatever the reason, naming no path);
-the signature must match the raw body (401); the body must be a JSON object (415 for another
-content type, 400 for bad JSON); `activationCondition` false answers `activated: false`. The
-execution, its queue row and the fire log entry commit in one transaction before this returns,
-so the caller's 2xx always follows the commit. The delivery id from `requestIdHeader` is the
-execution's request id: a redelivery finds the execution it started (`created` False).
+the signature must match the raw body (401, saying only that it was refused: the log says why);
+the body must be a JSON object or a form (`application/x-www-form-urlencoded`, as Slack sends
+slash commands and interactive messages: its fields, with a JSON `payload` field parsed), else
+415 for another content type and 400 for a bad body; `activationCondition` false answers
+`activated: false`. The condition runs in a worker thread, so a slow one does not hold up the
+event loop's other requests. The execution, its queue row and the fire log entry commit in one
+transaction before this returns, so the caller's 2xx always follows the commit. The delivery id
+from `requestIdHeader` is the execution's request id: a redelivery finds the execution it
+started (`created` False).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +42,8 @@ from runner.errors import (
     WebhookRejected,
 )
 from runner.settings import Settings
+from runner.spec import storable
+from runner.spec.diagnostics import format_path
 from runner.spec.model import WebhookTrigger, trigger_from_data
 from runner.store import triggers
 from runner.store.database import Database
@@ -50,15 +59,24 @@ NOT_FOUND = "no webhook is served at this path for this tenant"
 REFUSED = "the request's signature was refused"
 #: The longest delivery id kept as a request id (as the API's `requestId`).
 MAX_REQUEST_ID_LENGTH = 200
+JSON_MEDIA_TYPE = "application/json"
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+#: The form field Slack's interactive messages carry their JSON in.
+FORM_JSON_FIELD = "payload"
+#: The most fields a form body may have (the body limit bounds their size).
+MAX_FORM_FIELDS = 1000
+_JSON_MAYBE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What a delivery did: started (or found, `created` False) an execution, or not activated."""
+    """What a delivery did: started (or found, `created` False) an execution, or not activated;
+    `form` when its body was a form (Slack's slash commands and interactive messages)."""
 
     activated: bool
     execution_id: uuid.UUID | None = None
     created: bool = False
+    form: bool = False
 
 
 class Webhooks:
@@ -75,6 +93,9 @@ class Webhooks:
     ) -> None:
         self.db, self.starts, self.settings = db, starts, settings
         self.credentials, self.replica = credentials, replica
+        # Activation conditions run in a thread, one at a time: QuickJS holds the GIL while it
+        # runs, so more threads would only take more of the event loop's turns.
+        self._conditions = asyncio.Semaphore(1)
 
     async def deliver(
         self,
@@ -96,15 +117,16 @@ class Webhooks:
                 hook = trigger_from_data(row.config)
                 assert isinstance(hook, WebhookTrigger)
                 self._authenticate(row, hook, body, headers)
-                payload = _payload(body, headers.get("content-type"), self.settings)
-                if hook.activation_condition is not None and not self._activated(
+                media = _media_type(headers.get("content-type"))
+                payload = _payload(body, media, self.settings)
+                if hook.activation_condition is not None and not await self._activated(
                     row, hook, payload, headers, query
                 ):
                     await triggers.record_delivery(
                         conn, row, "skipped", self.replica,
                         reason="activationCondition is false",
                     )  # fmt: skip
-                    return Delivery(activated=False)
+                    return Delivery(activated=False, form=media == FORM_MEDIA_TYPE)
                 execution, created = await self.starts.start(
                     StartRequest(
                         workflow_id=row.workflow_id,
@@ -128,7 +150,10 @@ class Webhooks:
             raise WebhookRejected(404, "not-found", NOT_FOUND) from None
         except InvalidRequest as exc:
             raise WebhookRejected(400, "invalid-request", str(exc)) from exc
-        return Delivery(activated=True, execution_id=execution.execution_id, created=created)
+        return Delivery(
+            activated=True, execution_id=execution.execution_id, created=created,
+            form=media == FORM_MEDIA_TYPE,
+        )  # fmt: skip
 
     def _authenticate(
         self, row: TriggerRow, hook: WebhookTrigger, body: bytes, headers: Mapping[str, str]
@@ -152,9 +177,9 @@ class Webhooks:
                 "webhook signature refused", workflowId=row.workflow_id,
                 triggerId=row.trigger_id, reason=problem,
             )  # fmt: skip
-            raise WebhookRejected(401, "unauthorized", f"{REFUSED}: {problem}")
+            raise WebhookRejected(401, "unauthorized", REFUSED)
 
-    def _activated(
+    async def _activated(
         self,
         row: TriggerRow,
         hook: WebhookTrigger,
@@ -165,13 +190,18 @@ class Webhooks:
         assert hook.activation_condition is not None
         event = requests.event_scope("webhook", row.trigger_id, headers=headers, query=query)
         try:
-            return conditions.evaluate(
-                hook.activation_condition,
-                {"trigger": payload, "event": event},
-                where=f"webhook trigger {row.trigger_id!r} (activationCondition)",
-                time_limit=self.settings.condition_time_limit,
-                memory_limit=self.settings.condition_memory_limit,
-            )
+            # Off the event loop: a condition may run up to its time limit, and every other
+            # request is served meanwhile. Each evaluation makes and frees its own QuickJS
+            # context in that thread, so no context crosses threads.
+            async with self._conditions:
+                return await asyncio.to_thread(
+                    conditions.evaluate,
+                    hook.activation_condition,
+                    {"trigger": payload, "event": event},
+                    where=f"webhook trigger {row.trigger_id!r} (activationCondition)",
+                    time_limit=self.settings.condition_time_limit,
+                    memory_limit=self.settings.condition_memory_limit,
+                )
         except ConditionError as exc:
             raise WebhookRejected(422, "activation-failed", str(exc)) from exc
 
@@ -185,29 +215,90 @@ def _request_id(hook: WebhookTrigger, headers: Mapping[str, str]) -> str | None:
         raise WebhookRejected(
             400, "invalid-request",
             f"the {hook.request_id_header} header is longer than {MAX_REQUEST_ID_LENGTH} "
-            "characters",
+            "characters", field=f"header.{hook.request_id_header.lower()}",
         )  # fmt: skip
     return request_id
 
 
-def _payload(body: bytes, content_type: str | None, settings: Settings) -> dict[str, Any]:
-    """The body as the trigger payload: a JSON object (an empty body is `{}`)."""
-    if content_type:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            raise WebhookRejected(
-                415, "unsupported-media-type",
-                f"the body must be JSON (Content-Type: application/json), not {media}",
-            )  # fmt: skip
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise WebhookRejected(400, "invalid-request", f"the body is not valid JSON: {exc}") from exc
+def _media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower-cased; none is read as JSON."""
+    return content_type.split(";", 1)[0].strip().lower() if content_type else JSON_MEDIA_TYPE
+
+
+def _payload(body: bytes, media: str, settings: Settings) -> dict[str, Any]:
+    """The body as the trigger payload: a JSON object (an empty body is `{}`) or a form's fields."""
+    if media == FORM_MEDIA_TYPE:
+        data: Any = _form(body)
+    elif media == JSON_MEDIA_TYPE or media.endswith("+json"):
+        data = _json(body)
+    else:
+        raise WebhookRejected(
+            415, "unsupported-media-type",
+            f"the body must be JSON (Content-Type: {JSON_MEDIA_TYPE}) or a form "
+            f"({FORM_MEDIA_TYPE}), not {media}",
+        )  # fmt: skip
+    # In JSON such text can only be an escape (a raw NUL or an encoded surrogate is not valid
+    # JSON or UTF-8), so a body without one needs no walk.
+    maybe = media == FORM_MEDIA_TYPE or _JSON_MAYBE_UNSTORABLE.search(body) is not None
+    found = storable.find(data) if maybe else None
+    if found is not None:
+        path, problem = found
+        field = _field(path)
+        raise WebhookRejected(
+            400, "invalid-request", f"{field}: {problem}: the runner cannot store it", field=field
+        )
     try:
         return check_trigger(
             data, max_bytes=settings.max_trigger_bytes, max_depth=settings.max_trigger_depth
         )
     except InvalidRequest as exc:
-        raise WebhookRejected(400, "invalid-request", str(exc)) from exc
+        raise WebhookRejected(400, "invalid-request", str(exc), field="body") from exc
+
+
+def _json(body: bytes) -> Any:
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise WebhookRejected(
+            400, "invalid-request", f"the body is not valid JSON: {exc}", field="body"
+        ) from exc
+
+
+def _form(body: bytes) -> dict[str, Any]:
+    """A form's fields (a field sent more than once: a list of its values, in order), with the
+    JSON text of a `payload` field parsed, as Slack's interactive messages need."""
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )  # fmt: skip
+    except ValueError as exc:  # UnicodeDecodeError among them
+        reason = "it is not UTF-8 text" if isinstance(exc, UnicodeError) else str(exc)
+        raise WebhookRejected(
+            400, "invalid-request", f"the form body cannot be read: {reason}", field="body"
+        ) from exc
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        if name not in fields:
+            fields[name] = value
+        elif isinstance(fields[name], list):
+            fields[name].append(value)
+        else:
+            fields[name] = [fields[name], value]
+    if isinstance(fields.get(FORM_JSON_FIELD), str):
+        try:
+            fields[FORM_JSON_FIELD] = json.loads(fields[FORM_JSON_FIELD])
+        except (ValueError, RecursionError) as exc:
+            field = f"body.{FORM_JSON_FIELD}"
+            raise WebhookRejected(
+                400, "invalid-request", f"{field}: the form field is not valid JSON: {exc}",
+                field=field,
+            ) from exc  # fmt: skip
+    return fields
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    """Where in the body: `body`, `body.text`, `body.payload.actions[0].value`."""
+    return f"body.{format_path(path)}" if path else "body"

@@ -112,3 +112,33 @@ def test_an_installed_connector_is_listed_linted_and_run(installed, tmp_path, da
 
     without = dwf(["lint", str(good)], tmp_path, env)  # not installed: unknown type
     assert without.returncode == 1 and "[unknown-action-type]" in without.stdout
+
+
+def test_a_plugin_without_a_type_is_named_not_a_traceback(installed, tmp_path):
+    # The class forgot `type = "acme.greet"`: a mistake a connector author makes once.
+    module = installed / "acme_connector.py"
+    module.write_text(MODULE.replace('    type = "acme.greet"\n', ""))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DWF_")} | {
+        "DWF_HOME": str(tmp_path / "home"),  # neither command needs a database
+    }
+    named = "action plugin 'acme.greet' (acme_connector:Greet) declares no `type`"
+
+    listed = dwf(["actions"], installed, env)
+    assert listed.returncode == 1
+    assert "Traceback" not in listed.stderr
+    assert listed.stderr.startswith(f"dwf actions: {named}; give the class `type = 'acme.greet'`")
+
+    uses = tmp_path / "uses.yaml"
+    uses.write_text(workflow("{name: ada}"))
+    linted = dwf(["lint", "--format", "json", str(uses)], installed, env)
+    assert linted.returncode == 1, linted.stderr
+    [finding] = json.loads(linted.stdout)
+    assert finding["rule"] == "unknown-action-type"  # not internal-error
+    assert finding["line"] == 7  # the node's actionType
+    assert "node `greet`: action type `acme.greet` cannot be used: " in finding["message"]
+    assert named in finding["message"]
+
+    # A workflow that does not use the broken plugin is not hurt by it.
+    other = tmp_path / "other.yaml"
+    other.write_text(workflow("{message: hi}").replace("acme.greet", "core.echo"))
+    assert dwf(["lint", str(other)], installed, env).returncode == 0

@@ -147,8 +147,9 @@ def test_serve_runs_an_execution_over_http_and_stops_cleanly_on_sigterm(served, 
 
     with httpx.Client(base_url=served.url, timeout=10) as client:
         assert client.get("/ready").json() == {"status": "ready"}
+        # `dwf run FILE` made the new workflow a Draft: a local run activates nothing.
         response = client.post(
-            "/api/v1/workflows/hello/execute",
+            "/api/v1/workflows/hello/execute?allowDraft=true",
             json={"trigger": {"name": "Ada"}, "requestId": "e2e-1"},
         )
         assert response.status_code == 202, response.text
@@ -168,7 +169,8 @@ def test_serve_runs_an_execution_over_http_and_stops_cleanly_on_sigterm(served, 
         assert document["status"] == "Succeeded"
         assert document["outputs"]["greeting"] == "Hello, Ada!"
         again = client.post(
-            "/api/v1/workflows/hello/execute", json={"trigger": {}, "requestId": "e2e-1"}
+            "/api/v1/workflows/hello/execute?allowDraft=true",
+            json={"trigger": {}, "requestId": "e2e-1"},
         )
         assert again.status_code == 200
         assert again.json()["executionId"] == accepted["executionId"]

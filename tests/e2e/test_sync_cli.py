@@ -110,7 +110,9 @@ def test_plan_matches_the_golden_files(case, env, repo):  # noqa: F811
     repo.commit("the change")
     proc = dwf("sync", "--repo", str(repo.root), "--output", "json", env=env)
     run = json.loads(proc.stdout)
-    done = {f["path"]: f["outcome"] for f in run["files"] if f["outcome"] != "ignored"}
+    # The run also lists unchanged files with warnings; a plan shows what changes.
+    shown = [f for f in run["files"] if f["outcome"] not in ("ignored", "unchanged")]
+    done = {f["path"]: f["outcome"] for f in shown}
     planned = {w["path"]: w["action"] for w in plan["workflows"]}
     planned |= {p["path"]: p["outcome"] for p in plan["problems"]}
     if plan["refused"]:
@@ -201,3 +203,50 @@ def test_serve_with_the_sync_role_picks_up_a_commit_within_an_interval(env, repo
 
 def plan_text(env: dict[str, str], repo: GitRepo) -> str:  # noqa: F811
     return dwf("plan", "--repo", str(repo.root), env=env).stdout
+
+
+def test_sync_plan_and_lint_read_the_repositorys_dwf_yaml(env, repo):  # noqa: F811
+    repo.write("dwf.yaml", "tenant: acme\ndefaults:\n  options:\n    maxParallelActions: 4\n")
+    repo.write("workflows/hello.yaml", flow("hello"))
+    repo.commit()
+    proc = dwf("sync", "--repo", str(repo.root), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(tenant acme; 1 files: 1 added)" in proc.stdout
+    # Compared with the tenant the repository names, nothing is left to do.
+    proc = dwf("plan", "--repo", str(repo.root), "--detailed-exitcode", env=env)
+    assert proc.returncode == 0 and "1 unchanged" in proc.stdout, proc.stdout
+    # New defaults are a new version of every workflow that takes them.
+    repo.write("dwf.yaml", "tenant: acme\ndefaults:\n  options:\n    maxParallelActions: 2\n")
+    proc = dwf("plan", "--repo", str(repo.root), "--format", "json", env=env)
+    [entry] = json.loads(proc.stdout)["workflows"]
+    assert (entry["action"], entry["fields"]) == ("updated", ["options"])
+    # A bad dwf.yaml: plan refuses, naming the line; lint reports it like a workflow file.
+    repo.write("dwf.yaml", "tenant: acme\ndefault:\n  options: {}\n")
+    proc = dwf("plan", "--repo", str(repo.root), env=env)
+    assert proc.returncode == 1
+    assert "dwf.yaml:2:1: error: unknown key `default` at the top level" in proc.stdout
+    assert "REFUSED" in proc.stdout
+    proc = dwf("lint", str(repo.root), env=env)
+    assert proc.returncode == 1 and "dwf.yaml:2:1: error: unknown key `default`" in proc.stdout
+    proc = dwf("lint", env=env, cwd=repo.root)  # no PATH: ./workflows and ./dwf.yaml
+    assert proc.returncode == 1 and "dwf.yaml:2:1:" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "expected"),
+    [
+        ("Europe/London", "2026-10-24T12:00:00", "2026-10-25T01:30:00+01:00, "
+         "2026-10-26T01:30:00+00:00, 2026-10-27T01:30:00+00:00"),
+        ("Europe/London", "2026-03-28T12:00:00", "2026-03-29T02:00:00+01:00, "
+         "2026-03-30T01:30:00+01:00, 2026-03-31T01:30:00+01:00"),
+    ],
+)  # fmt: skip
+def test_plan_lists_the_fire_times_the_scheduler_fires_on_dst_days(env, repo, zone, now, expected):  # noqa: F811
+    text = flow("nightly").replace(
+        "  - {id: by-hand, type: manual}",
+        f'  - {{id: nightly, type: schedule, cron: "30 1 * * *", timezone: {zone}}}',
+    )
+    repo.write("workflows/nightly.yaml", text)
+    proc = dwf("plan", "--repo", str(repo.root), "--now", now, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"`30 1 * * *` {zone}; next {expected})" in proc.stdout

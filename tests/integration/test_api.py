@@ -232,6 +232,8 @@ async def test_a_draft_is_409_unless_allow_draft(app, client):
     url = "/api/v1/workflows/drafty/execute"
     problem = assert_problem(await client.post(url, json={}), 409, "is Draft", "only Active")
     assert problem["type"].endswith(":conflict")
+    # It names the API's way to start a Draft, not the command line's.
+    assert "`allowDraft=true`" in problem["detail"] and "--draft" not in problem["detail"]
     response = await client.post(
         url, json={"trigger": {"name": "d"}}, params={"allowDraft": "true"}
     )
@@ -276,6 +278,73 @@ async def test_invalid_json_or_a_non_json_content_type_is_422_naming_the_body(ap
     )
     problem = assert_problem(response, 422, "Content-Type: application/json")
     assert fields(problem) == ["body"]
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "sent", "field"),
+    [
+        ("POST", "/api/v1/workflows/w/execute", {"content": rb'{"trigger": {"name": "a\u0000b"}}'},
+         "body.trigger.name"),
+        ("POST", "/api/v1/workflows/w/execute",
+         {"content": rb'{"trigger": {"list": [{"deep": ["ok", "\ud800"]}]}}'},
+         "body.trigger.list[0].deep[1]"),
+        ("POST", "/api/v1/workflows/w/execute", {"content": rb'{"trigger": {"k\u0000": 1}}'},
+         "body.trigger"),
+        ("POST", "/api/v1/workflows/w/execute", {"content": rb'{"requestId": "r\u0000"}'},
+         "body.requestId"),
+        ("POST", "/api/v1/workflows/w/execute", {"content": rb'{"principal": "\udfff"}'},
+         "body.principal"),
+        ("POST", "/api/v1/workflows/w/execute", {"headers": {"X-Request-Id": "r\x00"}},
+         "header.x-request-id"),
+        ("POST", "/api/v1/workflows/a%00b/execute", {}, "path.workflowId"),
+        ("GET", "/api/v1/workflows/a%00b", {}, "path.workflowId"),
+        ("GET", "/api/v1/executions?workflowId=a%00b", {}, "query.workflowId"),
+        ("GET", "/api/v1/workflows?cursor=%00", {}, "query.cursor"),
+        ("GET", "/api/v1/workflows/w/triggers/t/fires?before=1%00", {}, "query.before"),
+        ("POST", "/api/v1/workflows", {"content": rb'{"yaml": "id: a\u0000"}'}, "body.yaml"),
+        ("POST", "/api/v1/workflows/w/triggers",
+         {"content": rb'{"id": "t\ud800", "type": "manual"}'}, "body.id"),
+    ],
+)  # fmt: skip
+async def test_nul_or_a_lone_surrogate_anywhere_is_422_naming_the_field(  # noqa: PLR0917
+    app, client, method, url, sent, field
+):
+    await register(app, workflow())
+    headers = JSON | sent.get("headers", {})
+    response = await client.request(method, url, content=sent.get("content"), headers=headers)
+    problem = assert_problem(response, 422)
+    assert fields(problem) == [field]
+    assert "cannot store" in problem["detail"]
+    listed = (await client.get("/api/v1/executions")).json()
+    assert listed["items"] == []  # nothing started, nothing half-written
+
+
+async def test_numbers_beyond_what_the_database_holds_are_422_naming_them(app, client):
+    await register(app, workflow())
+    execution_id = (await start(client, trigger={"name": "n"}))["executionId"]
+    huge = str(2**63)
+    fires = await client.get("/api/v1/workflows/w/triggers/t/fires", params={"before": huge})
+    assert fields(assert_problem(fires, 422)) == ["query.before"]
+    events = f"/api/v1/executions/{execution_id}/events"
+    assert fields(assert_problem(await client.get(events, params={"after": huge}), 422)) == [
+        "query.after"
+    ]
+    resumed = await client.get(events, headers={"Last-Event-ID": huge})
+    assert fields(assert_problem(resumed, 422)) == ["header.Last-Event-ID"]
+    largest = await client.get(events, params={"after": str(2**63 - 1)})
+    assert largest.status_code == 200 and largest.json() == []
+    await wait_until(client, execution_id, TERMINAL)
+
+
+async def test_a_body_that_is_not_utf8_is_422_naming_the_body(app, client):
+    await register(app, workflow())
+    for url in ("/api/v1/workflows/w/execute", "/api/v1/workflows/w/triggers"):
+        response = await client.post(url, content=b'{"trigger": "\xff"}', headers=JSON)
+        problem = assert_problem(response, 422, "not UTF-8")
+        assert fields(problem) == ["body"]
 
 
 async def test_a_too_deep_trigger_is_400_naming_the_trigger(app, client):
@@ -488,6 +557,24 @@ async def test_unknown_routes_and_methods_are_problem_json(client):
     assert problem["type"] == "about:blank"
 
 
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/api/v1/workflows", {"GET", "POST"}),
+        ("/api/v1/workflows/w/triggers", {"GET", "POST"}),
+        ("/api/v1/workflows/w/triggers/t", {"DELETE"}),
+        ("/api/v1/sync", {"GET", "POST"}),
+        ("/api/v1/executions/00000000-0000-0000-0000-000000000000", {"GET"}),
+    ],
+)
+async def test_a_method_not_allowed_names_every_method_of_the_path(client, path, methods):
+    for method in ("OPTIONS", "PUT", "PATCH"):
+        response = await client.request(method, path)
+        assert_problem(response, 405, f"{method} is not allowed")
+        allowed = {m.strip() for m in response.headers["allow"].split(",")}
+        assert allowed - {"HEAD"} == methods, (method, path)
+
+
 async def test_an_unexpected_error_is_a_500_without_its_traceback(app, client):
     async def boom() -> None:
         raise RuntimeError("secret internals")
@@ -515,7 +602,18 @@ async def test_openapi_lists_every_route_with_models(client):
         "/api/v1/executions/{executionId}/events",
     }
     execute = paths["/api/v1/workflows/{workflowId}/execute"]["post"]
-    assert {"200", "202", "404", "409", "413", "422"} <= set(execute["responses"])
+    assert {"200", "202", "404", "409", "413", "422", "503"} <= set(execute["responses"])
+    # Every error is documented as it is sent: a problem document.
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if status[0] in "45":
+                    assert answer["content"] == {
+                        PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }, (method, path, status)
+            for parameter in operation.get("parameters", []):  # absent or a value, never null
+                assert "null" not in json.dumps(parameter["schema"]), (method, path, parameter)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
     body = schema["components"]["schemas"]["ExecuteBody"]["properties"]
     assert set(body) == {"trigger", "requestId", "principal"}
     assert all(field.get("description") for field in body.values())

@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
 from runner.daemon import Daemon
@@ -251,10 +252,102 @@ async def test_slack_post_message_returns_ts_and_a_resource_link(db, local, slac
     assert post.headers["x-correlation-id"] == "corr-slack"
     async with db.connection() as conn:
         cur = await conn.execute(
-            "SELECT system, resource_type, external_id, url FROM workflow_resource_links"
+            "SELECT system, resource_type, external_id, url, idempotency_key, outputs"
+            " FROM workflow_resource_links"
         )
         links = await cur.fetchall()
-    assert links == []  # no idempotencyKey: nothing to remember
+    # Stored without an idempotencyKey too (nothing to reuse, so no outputs with it).
+    assert links == [
+        {
+            "system": "slack",
+            "resource_type": "message",
+            "external_id": "C0OPS/1700000000.000001",
+            "url": "https://example.slack.com/archives/C0OPS/p1700000000000001",
+            "idempotency_key": None,
+            "outputs": None,
+        }
+    ]
+
+
+async def test_every_link_an_action_returns_is_stored_and_shown_with_its_attempt(
+    db, daemon, local, slack_api
+):
+    # Three posts, none with an idempotencyKey.
+    posts = [
+        node(name, "slack.post-message", {"channel": "#ops", "text": f"post {name}"},
+             **({"edges": [{"targetNode": after}]} if after else {}))
+        for name, after in (("one", "two"), ("two", "three"), ("three", None))
+    ]  # fmt: skip
+    doc = await run(db, local, workflow(*posts, start="one"))
+    assert doc["status"] == "Succeeded"
+    assert len(slack_api.posted) == 3
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT l.node_id, a.attempt, l.system, l.resource_type, l.external_id, l.url"
+            " FROM workflow_resource_links l JOIN action_executions a USING (action_execution_id)"
+            " WHERE l.execution_id = %s ORDER BY l.link_id",
+            (doc["executionId"],),
+        )
+        rows = await cur.fetchall()
+    expected = [
+        {
+            "system": "slack",
+            "resourceType": "message",
+            "externalId": f"C0OPS/1700000000.00000{n}",
+            "url": f"https://example.slack.com/archives/C0OPS/p170000000000000{n}",
+        }
+        for n in (1, 2, 3)
+    ]
+    assert [(r["node_id"], r["attempt"]) for r in rows] == [("one", 1), ("two", 1), ("three", 1)]
+    assert [
+        {"system": r["system"], "resourceType": r["resource_type"],
+         "externalId": r["external_id"], "url": r["url"]}
+        for r in rows
+    ] == expected  # fmt: skip
+
+    application = daemon.app()
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://api.test"
+        ) as client,
+    ):
+        response = await client.get(f"/api/v1/executions/{doc['executionId']}")
+        assert response.status_code == 200, response.text
+        shown = {a["nodeId"]: a["resourceLinks"] for a in response.json()["attempts"]}
+        assert shown == {"one": [expected[0]], "two": [expected[1]], "three": [expected[2]]}
+        schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    attempt_schema = schema.get("Attempt-Output", schema.get("Attempt"))
+    assert "resourceLinks" in attempt_schema["properties"]
+    link_schema = next(s for name, s in schema.items() if name.startswith("ResourceLink"))
+    assert set(link_schema["properties"]) == {"system", "resourceType", "externalId", "url"}
+
+
+async def test_a_failed_attempt_and_a_reused_one_show_no_links(db, daemon, local, slack_api):
+    slack_api.server_error_next = 1  # attempt 1 fails (transient), attempt 2 posts
+    definition = workflow(
+        node("post", "slack.post-message", {"channel": "#ops", "text": "once"},
+             retry=FAST_RETRY, idempotencyKey="once"),
+        start="post",
+    )  # fmt: skip
+    first = await run(db, local, definition, request_id="first")
+    second = await run(db, local, definition, request_id="second")
+    assert len(slack_api.posted) == 1
+    assert second["nodes"]["post"]["reused"] is True
+    application = daemon.app()
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://api.test"
+        ) as client,
+    ):
+        one = (await client.get(f"/api/v1/executions/{first['executionId']}")).json()
+        two = (await client.get(f"/api/v1/executions/{second['executionId']}")).json()
+    assert [(a["status"], len(a["resourceLinks"])) for a in one["attempts"]] == [
+        ("RetriableFailure", 0),
+        ("Succeeded", 1),
+    ]
+    assert [(a["reused"], a["resourceLinks"]) for a in two["attempts"]] == [(True, [])]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from runner.daemon import Daemon
 from runner.engine.requests import StartRequest
-from runner.engine.summary import execution_document
+from runner.engine.summary import attempt_documents, execution_document
 from runner.errors import Conflict, InvalidRequest, NotFound
 from runner.store import executions
 from tests.waiting import until
@@ -341,6 +342,37 @@ async def test_a_bad_condition_fails_the_execution_naming_the_edge(db, settings,
     assert "a -> b" in doc["error"]["message"] and needle in doc["error"]["message"]
 
 
+async def test_nodes_and_keys_named_like_dict_methods_are_read_as_keys(db, settings):
+    doc = await run(
+        db,
+        settings,
+        workflow(
+            echo("get", "items", message="{{ trigger.items | length }}"),
+            echo("items", message="{{ nodes.get.outputs.echo }} of {{ trigger.keys }}"),
+            start="get",
+            outputs={"count": "{{ nodes.get.outputs.echo }}", "last": "{{ nodes.items.status }}"},
+        ),
+        {"items": [1, 2, 3], "keys": "k"},
+    )
+    assert doc["status"] == "Succeeded", doc["error"]
+    assert doc["nodes"]["items"]["outputs"] == {"echo": "3 of k"}
+    assert doc["outputs"] == {"count": 3, "last": "Succeeded"}
+
+
+async def test_a_condition_out_of_memory_says_so(db, settings):
+    # QuickJS throws null when no memory is left to make its error: not "threw null".
+    condition = "[...'a'.repeat(1e7)].length > 0"
+    doc = await run(
+        db,
+        dataclasses.replace(settings, condition_time_limit=5.0),  # only memory may stop it
+        workflow(echo("a", {"targetNode": "b", "condition": condition}), echo("b")),
+    )
+    assert doc["status"] == "Failed" and doc["error"]["type"] == "ConditionError"
+    assert doc["error"]["message"] == (
+        "condition on edge a -> b ran out of memory (limit 32 MiB) and was stopped"
+    )
+
+
 async def test_template_injection_in_data_is_never_rendered(db, settings):
     doc = await run(
         db, settings, workflow(echo("a", message="{{ trigger.text }}")), {"text": "{{ 7 * 7 }}"}
@@ -521,3 +553,20 @@ async def test_rerender_on_retry_reads_nodes_that_finished_meanwhile(db, setting
     rows = [r.parameters_json for r in again["attemptRows"] if r.node_id == "b"]
     assert rows == [{"message": "not yet", "failTimes": 1, "failMode": "transient"},
                     {"message": 0.05, "failTimes": 1, "failMode": "transient"}]  # fmt: skip
+
+
+async def test_only_keyed_nodes_get_a_synthetic_link_and_no_document_shows_it(db, settings):
+    # `plain` returns no links and has no key: nothing to store. `keyed` returns none either,
+    # so the engine remembers its outputs under the key in a link of its own, which is its
+    # memory, not something the action created: no attempt document lists it.
+    doc = await run(
+        db,
+        settings,
+        workflow(echo("plain", "keyed"), echo("keyed", idempotencyKey="k"), start="plain"),
+    )
+    async with db.connection() as conn:
+        links = await executions.links(conn, doc["executionId"])
+    assert [(link.node_id, link.system, link.resource_type, link.idempotency_key)
+            for link in links] == [("keyed", "dataworkflows", "node-result", "k")]  # fmt: skip
+    shown = attempt_documents(doc["attemptRows"], links)
+    assert [(a["nodeId"], a["resourceLinks"]) for a in shown] == [("plain", []), ("keyed", [])]

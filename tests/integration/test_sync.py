@@ -383,3 +383,243 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# -- a fresh process resyncs from what the database knows (no relint) ------------------------
+
+
+async def stored_files(db: Database, tenant: str = "default") -> dict[str, str]:
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT path, blob FROM sync_files WHERE tenant = %s", (tenant,))
+        return {r["path"]: r["blob"] for r in await cur.fetchall()}
+
+
+async def test_a_fresh_process_lints_only_the_files_changed_since_the_last_sync(db, settings, repo):
+    for i in range(5):
+        repo.write(f"workflows/w{i}.yaml", flow(f"w{i}"))
+    repo.commit()
+    await syncer(db, settings, repo).sync("cli")
+    assert sorted(await stored_files(db)) == [f"workflows/w{i}.yaml" for i in range(5)]
+    fresh = syncer(db, settings, repo)  # a new process: an empty memo
+    run = await fresh.sync("cli")
+    assert run is not None and run.status == "unchanged" and run.summary["unchanged"] == 5
+    assert fresh.memo.cache_info().currsize == 0  # nothing linted
+    # A changed file is still checked, by a fresh process too; a deleted one is forgotten.
+    repo.write("workflows/w1.yaml", flow("w1").replace("startNode: first", "startNode: nowhere"))
+    repo.write("workflows/w2.yaml", flow("w2", message="changed"))
+    repo.delete("workflows/w4.yaml")
+    repo.commit()
+    fresh = syncer(db, settings, repo)
+    run = await fresh.sync("cli")
+    assert run is not None and outcomes(run) == {
+        "workflows/w1.yaml": "invalid", "workflows/w2.yaml": "updated",
+        "workflows/w4.yaml": "archived",
+    }  # fmt: skip
+    assert fresh.memo.cache_info().currsize == 2
+    assert "workflows/w4.yaml" not in await stored_files(db)
+    # The invalid file stays invalid on the next fresh resync, from its stored result.
+    run = await syncer(db, settings, repo).sync("cli")
+    assert run is not None and outcomes(run) == {"workflows/w1.yaml": "invalid"}
+    assert run.files[0]["diagnostics"][0]["rule"] == "unknown-start-node"
+
+
+async def test_stored_lint_results_are_used_only_under_the_same_stamp(db, settings, repo):
+    repo.write("workflows/a.yaml", flow("a", hook="a/hook"))
+    repo.commit()
+    await syncer(db, settings, repo).sync("cli")
+    # What a fresh process reports for an unchanged file comes from the stored result ...
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE sync_files SET result = jsonb_set(result, '{diagnostics}',"
+            ' \'[[1, 1, 1, 2, "warning", "x-stored", "from the database"]]\')'
+        )
+    run = await syncer(db, settings, repo).sync("cli")
+    assert run is not None and run.files[0]["diagnostics"][0]["message"] == "from the database"
+    # ... unless it was linted by another runner (code, action types) or other defaults.
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE sync_files SET stamp = 'another runner'")
+    fresh = syncer(db, settings, repo)
+    run = await fresh.sync("cli")
+    assert run is not None and fresh.memo.cache_info().currsize == 1
+    assert all(d["rule"] != "x-stored" for f in run.files for d in f["diagnostics"])
+    # A stored result that is not of the expected shape is linted again, never trusted.
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE sync_files SET result = '{\"diagnostics\": 3}'")
+    fresh = syncer(db, settings, repo)
+    run = await fresh.sync("cli")
+    assert run is not None and run.status == "unchanged" and fresh.memo.cache_info().currsize == 1
+
+
+async def test_a_stored_valid_file_that_must_now_be_written_is_read_again(db, settings, repo):
+    # An Active parent starting a Draft child is refused (publish-time validation) ...
+    repo.write("workflows/parent.yaml", flow("parent", child="child"))
+    repo.write("workflows/child.yaml", flow("child", status="draft"))
+    repo.commit()
+    run = await syncer(db, settings, repo).sync("cli")
+    assert run is not None and outcomes(run)["workflows/parent.yaml"] == "invalid"
+    # ... until the child is activated. The parent's file did not change, so a fresh process
+    # has its stored result, which holds no document: it reads the file to write it.
+    repo.write("workflows/child.yaml", flow("child"))
+    repo.commit()
+    fresh = syncer(db, settings, repo)
+    run = await fresh.sync("cli")
+    assert run is not None and outcomes(run) == {
+        "workflows/child.yaml": "updated", "workflows/parent.yaml": "added",
+    }  # fmt: skip
+    assert fresh.memo.cache_info().currsize == 2
+    async with db.connection() as conn:
+        stored = await workflows.get_definition(conn, settings.tenant, "parent")
+    assert stored.definition["nodes"][0]["workflowId"] == "child"
+    # Both files' results are kept for the next sync, at the blobs of this commit.
+    files = ("workflows/child.yaml", "workflows/parent.yaml")
+    assert await stored_files(db) == {p: repo.git("rev-parse", f"HEAD:{p}") for p in files}
+
+
+# -- dwf.yaml: the repository's tenant and defaults -------------------------------------------
+
+
+async def test_a_repository_syncs_into_the_tenant_its_dwf_yaml_names(db, settings, repo):
+    repo.write("workflows/other.yaml", flow("other"))
+    repo.commit()
+    await syncer(db, settings, repo).sync("cli")  # a git workflow of the default tenant
+    repo.delete("workflows/other.yaml")
+    repo.write("dwf.yaml", "tenant: acme\n")
+    repo.write("workflows/a.yaml", flow("a", hook="orders/new"))
+    repo.commit()
+    run = await syncer(db, settings, repo).sync("cli")
+    assert run is not None and run.status == "applied", run.error
+    assert run.tenant == "default" and run.target_tenant == "acme"
+    assert outcomes(run) == {"workflows/a.yaml": "added"}  # dwf.yaml is no workflow
+    acme = dataclasses.replace(settings, tenant="acme")
+    assert await state(db, acme) == {"a": ("Active", 1, "git")}
+    # The default tenant's workflows are another repository's: not archived by this one.
+    assert await state(db, settings) == {"other": ("Active", 1, "git")}
+    async with db.connection() as conn:
+        assert await triggers.webhook_owner(conn, "acme", "orders/new") == "a"
+        assert await triggers.webhook_owner(conn, "default", "orders/new") is None
+    assert sorted(await stored_files(db, "acme")) == ["workflows/a.yaml"]
+
+
+async def test_a_runner_of_another_tenant_refuses_the_repository(db, settings, repo):
+    repo.write("dwf.yaml", "# the ops team's flows\ntenant: acme\n")
+    repo.write("workflows/a.yaml", flow("a"))
+    repo.commit()
+    ops = dataclasses.replace(settings, tenant="ops")
+    run = await syncer(db, ops, repo).sync("cli")
+    assert run is not None and run.status == "refused"
+    assert "tenant `acme`" in str(run.error) and "tenant `ops`" in str(run.error)
+    [entry] = run.files
+    assert (entry["path"], entry["outcome"]) == ("dwf.yaml", "invalid")
+    [problem] = entry["diagnostics"]
+    assert (problem["rule"], problem["line"], problem["column"]) == ("tenant-mismatch", 2, 9)
+    assert await state(db, ops) == {} and await state(db, settings) == {}
+    # Named the same, it syncs.
+    repo.write("dwf.yaml", "tenant: ops\n")
+    repo.commit()
+    run = await syncer(db, ops, repo).sync("cli")
+    assert run is not None and run.status == "applied" and run.target_tenant == "ops"
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "line"),
+    [
+        ("tenant: acme\ndefaults:\n  options:\n    maxParalelActions: 3\n",
+         "schema-unknown-key", 4),
+        ("tenant: Not A Tenant\n", "schema-value", 1),
+        ("tenant: [acme\n", "yaml-syntax", 2),
+        ("- tenant: acme\n", "not-a-mapping", 1),
+    ],
+)  # fmt: skip
+async def test_an_invalid_dwf_yaml_refuses_the_sync_and_changes_nothing(  # noqa: PLR0917
+    db, settings, repo, text, rule, line
+):
+    repo.write("workflows/a.yaml", flow("a"))
+    repo.commit()
+    sync = syncer(db, settings, repo)
+    await sync.sync("cli")
+    repo.write("dwf.yaml", text)
+    repo.delete("workflows/a.yaml")
+    repo.commit()
+    run = await sync.sync("cli", allow_mass_delete=True)
+    assert run is not None and run.status == "refused", run
+    assert "dwf.yaml cannot be used" in str(run.error) and "nothing was changed" in str(run.error)
+    [entry] = run.files
+    assert entry["path"] == "dwf.yaml" and entry["outcome"] == "invalid"
+    assert (entry["diagnostics"][0]["rule"], entry["diagnostics"][0]["line"]) == (rule, line)
+    assert await state(db, settings) == {"a": ("Active", 1, "git")}
+
+
+async def test_a_dwf_yaml_that_is_a_link_refuses_the_sync(db, settings, repo, tmp_path):
+    (tmp_path / "elsewhere.yaml").write_text("tenant: acme\n")
+    (repo.root / "dwf.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    repo.write("workflows/a.yaml", flow("a"))
+    repo.commit()
+    run = await syncer(db, settings, repo).sync("cli")
+    assert run is not None and run.status == "refused"
+    assert run.files[0]["diagnostics"][0]["rule"] == "file-not-regular"
+    assert "symbolic link" in run.files[0]["diagnostics"][0]["message"]
+    assert await state(db, settings) == {}
+
+
+async def test_dwf_yaml_is_read_from_the_synced_folder(db, settings, repo):
+    repo.write("dwf.yaml", "tenant: root-tenant\n")
+    repo.write("teams/ops/dwf.yaml", "tenant: ops\n")
+    repo.write("teams/ops/a.yaml", flow("a"))  # no workflows/ folder: dwf.yaml sits beside it
+    repo.commit()
+    run = await syncer(db, settings, repo, folder="teams/ops").sync("cli")
+    assert run is not None and run.status == "applied" and run.target_tenant == "ops"
+    assert outcomes(run) == {"teams/ops/a.yaml": "added"}
+
+
+async def test_defaults_fill_in_the_options_a_workflow_does_not_set(db, settings, repo):
+    repo.write(
+        "dwf.yaml",
+        "defaults:\n  options:\n    maxParallelActions: 3\n    defaultActionTimeout: 5m\n",
+    )
+    repo.write("workflows/plain.yaml", flow("plain"))
+    own = flow("own").replace(
+        "startNode: first", "startNode: first\noptions: {maxParallelActions: 8}"
+    )
+    repo.write("workflows/own.yaml", own)
+    repo.commit()
+    sync = syncer(db, settings, repo)
+    run = await sync.sync("cli")
+    assert run is not None and run.status == "applied" and run.target_tenant == "default"
+
+    async def options(workflow_id: str) -> dict:
+        async with db.connection() as conn:
+            stored = await workflows.get_definition(conn, settings.tenant, workflow_id)
+        return stored.definition["options"]
+
+    assert await options("plain") == {"maxParallelActions": 3, "defaultActionTimeout": "5m"}
+    assert await options("own") == {"maxParallelActions": 8, "defaultActionTimeout": "5m"}
+    # A resync of the same commit changes nothing; new defaults make new versions.
+    run = await syncer(db, settings, repo).sync("cli")
+    assert run is not None and run.status == "unchanged"
+    repo.write("dwf.yaml", "defaults:\n  options:\n    defaultActionTimeout: 1m\n")
+    repo.commit()
+    run = await sync.sync("cli")
+    assert run is not None and outcomes(run) == {
+        "workflows/own.yaml": "updated", "workflows/plain.yaml": "updated",
+    }  # fmt: skip
+    assert await options("plain") == {"defaultActionTimeout": "1m"}
+    assert await versions(db, settings, "plain") == [2, 1]
+
+
+async def test_a_large_commit_records_each_workflow_from_its_own_file(db, settings, repo):
+    # Enough files for the lint to run in a process pool, whose results come back reordered.
+    for i in range(60):
+        repo.write(f"workflows/w{i:02d}.yaml", flow(f"w{i:02d}"))
+    repo.commit()
+    run = await syncer(db, settings, repo).sync("cli")
+    assert run is not None and run.summary == {"files": 60, "added": 60}
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT workflow_id, source_path FROM workflow_definitions")
+        paths = {r["workflow_id"]: r["source_path"] for r in await cur.fetchall()}
+    assert paths == {f"w{i:02d}": f"workflows/w{i:02d}.yaml" for i in range(60)}
+    assert await stored_files(db) == {
+        f"workflows/w{i:02d}.yaml": repo.git("rev-parse", f"HEAD:workflows/w{i:02d}.yaml")
+        for i in range(60)
+    }
+    run = await syncer(db, settings, repo).sync("cli")  # from the stored results
+    assert run is not None and run.status == "unchanged" and run.summary["unchanged"] == 60

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -16,10 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from structlog.testing import capture_logs
 
 from runner.daemon import Daemon
 from runner.settings import Settings
 from runner.store.database import Database
+from runner.triggers.webhooks import REFUSED
 from tests import gitrepo
 
 pytestmark = pytest.mark.anyio
@@ -145,7 +148,7 @@ async def test_a_bad_or_missing_github_signature_is_401_and_starts_nothing(app, 
     response = await client.post(f"{HOOKS}/github/push", content=b"{}", headers=sent)
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
-    assert "signature was refused" in response.json()["detail"]
+    assert response.json()["detail"] == REFUSED
     assert await executions(app) == []
 
 
@@ -166,12 +169,17 @@ async def test_slack_signature_and_a_replay_of_a_stale_request(app, client):
         f"{HOOKS}/slack/events", content=body, headers=slack_headers(body, int(time.time()))
     )
     assert fresh.status_code == 202, fresh.text
-    # The same request, correctly signed, but captured six minutes ago and replayed now.
-    stale = await client.post(
-        f"{HOOKS}/slack/events", content=body, headers=slack_headers(body, int(time.time()) - 360)
-    )
+    # The same request, correctly signed, but captured six minutes ago and replayed now: the
+    # log says why it was refused, the sender learns only that it was.
+    with capture_logs() as logs:
+        stale = await client.post(
+            f"{HOOKS}/slack/events", content=body,
+            headers=slack_headers(body, int(time.time()) - 360),
+        )  # fmt: skip
     assert stale.status_code == 401
-    assert "replay window" in stale.json()["detail"]
+    assert stale.json()["detail"] == REFUSED
+    [refusal] = [e for e in logs if e["event"] == "webhook signature refused"]
+    assert "replay window" in refusal["reason"] and refusal["triggerId"] == "sl"
     forged = await client.post(
         f"{HOOKS}/slack/events", content=body,
         headers=slack_headers(body, int(time.time()), secret="not-it"),
@@ -215,7 +223,7 @@ async def test_a_body_over_the_limit_is_413(app, client):
     ("content_type", "body", "status", "says"),
     [
         ("text/plain", b"hello", 415, "must be JSON"),
-        ("application/x-www-form-urlencoded", b"a=1", 415, "must be JSON"),
+        ("multipart/form-data; boundary=x", b"--x--", 415, "or a form"),
         ("application/json", b"{not json", 400, "not valid JSON"),
         ("application/json", b"[1, 2]", 400, "JSON object"),
     ],
@@ -275,6 +283,163 @@ async def test_unknown_draft_and_archived_hooks_answer_the_same_404(app, client)
             "urn:dataworkflows:problem:not-found",
             "no webhook is served at this path for this tenant",
         )
+    assert await executions(app) == []
+
+
+# -- Slack's form bodies, and hostile input ----------------------------------------------------
+
+# A slash command as Slack's "Verifying requests from Slack" page lays it out: form fields.
+SLASH_COMMAND = (
+    b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&"
+    b"channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&"
+    b"command=%2Fwebhook-collect&text=deploy+api+%F0%9F%9A%80&response_url=https%3A%2F%2F"
+    b"hooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&"
+    b"trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+)
+FORM = "application/x-www-form-urlencoded"
+
+
+async def slack(client, body: bytes, stamp: int | None = None, **headers: str):
+    sent = slack_headers(body, int(time.time()) if stamp is None else stamp)
+    sent = sent | {"Content-Type": FORM} | headers
+    return await client.post(f"{HOOKS}/slack/events", content=body, headers=sent)
+
+
+async def test_a_slack_slash_command_starts_an_execution_with_its_form_fields(app, client):
+    response = await slack(client, SLASH_COMMAND)
+    # 200, not 202: Slack shows the user who typed the command any other status as an error,
+    # and the answer's `text` as a reply.
+    assert response.status_code == 200, response.text
+    [row] = await executions(app)
+    assert response.json() == {
+        "executionId": str(row["execution_id"]),
+        "statusUrl": f"/api/v1/executions/{row['execution_id']}",
+        "text": f"Execution {row['execution_id']} started.",
+    }
+    assert row["trigger_payload"] == {
+        "token": "xyzz0WbapA4vBCDEFasx0q6G", "team_id": "T1DC2JH3J",
+        "team_domain": "testteamnow", "channel_id": "G8PSS9T3V", "channel_name": "foobar",
+        "user_id": "U2CERLKJA", "user_name": "roadrunner", "command": "/webhook-collect",
+        "text": "deploy api \N{ROCKET}",
+        "response_url": "https://hooks.slack.com/commands/T1DC2JH3J/397700885554/"
+                        "96rGlfmibIGlgcZRskXaIFfN",
+        "trigger_id": "398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c",
+    }  # fmt: skip
+    # The signature is over the raw bytes: the same fields encoded otherwise are refused.
+    reencoded = SLASH_COMMAND.replace(b"+", b"%20")
+    forged = await client.post(
+        f"{HOOKS}/slack/events", content=reencoded,
+        headers=slack_headers(SLASH_COMMAND, int(time.time())) | {"Content-Type": FORM},
+    )  # fmt: skip
+    assert forged.status_code == 401
+
+
+async def test_a_slack_interactive_message_has_its_payload_parsed(app, client):
+    # Interactivity sends one form field, `payload`, holding the JSON of the interaction.
+    interaction = {
+        "type": "block_actions", "user": {"id": "U2CERLKJA", "username": "roadrunner"},
+        "actions": [{"action_id": "approve", "value": "deploy-42"}],
+        "response_url": "https://hooks.slack.com/actions/T1DC2JH3J/1/abc",
+    }  # fmt: skip
+    body = ("payload=" + urllib.parse.quote(json.dumps(interaction))).encode()
+    response = await slack(client, body, **{"Content-Type": f"{FORM}; charset=utf-8"})
+    assert response.status_code == 200, response.text
+    [row] = await executions(app)
+    assert row["trigger_payload"] == {"payload": interaction}
+    bad = await slack(client, b"payload=%7Bnot+json")
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "body.payload"
+    assert len(await executions(app)) == 1
+
+
+async def test_a_form_field_sent_twice_keeps_both_values(app, client):
+    response = await slack(client, b"tag=a&tag=b&one=1")
+    assert response.status_code == 200, response.text
+    [row] = await executions(app)
+    assert row["trigger_payload"] == {"tag": ["a", "b"], "one": "1"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "field"),
+    [
+        ("application/json", rb'{"name": "x\u0000y"}', "body.name"),
+        ("application/json", rb'{"items": [{"ok": 1}, "\ud800"]}', "body.items[1]"),
+        ("application/json", rb'{"k\u0000": 1}', "body"),
+        (FORM, b"text=a%00b", "body.text"),
+        (FORM, b"payload=%7B%22a%22%3A%22%5Cu0000%22%7D", "body.payload.a"),
+        (FORM, b"text=%FF", "body"),  # not UTF-8
+    ],
+)
+async def test_text_the_database_cannot_store_is_400_naming_the_field(
+    app, client, content_type, body, field
+):
+    response = await slack(client, body, **{"Content-Type": content_type})
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert problem["errors"][0]["field"] == field
+    assert await executions(app) == []
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["9" * 400, "+{now}", "{now}.5", " {now}", "1_{now}", "-{now}", "0x1"],
+)
+async def test_a_slack_timestamp_that_is_not_a_unix_time_is_401(app, client, stamp):
+    now = int(time.time())
+    sent = stamp.format(now=now)
+    body = b'{"type": "event_callback"}'
+    signed = hmac.new(SECRET.encode(), f"v0:{sent}:".encode() + body, hashlib.sha256)
+    response = await client.post(
+        f"{HOOKS}/slack/events", content=body,
+        headers={"X-Slack-Request-Timestamp": sent, "X-Slack-Signature": "v0=" + signed.hexdigest(),
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 401, response.text
+    assert response.json()["detail"] == REFUSED
+    assert await executions(app) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [("/api/v1/hooks/def%00ault/open/clients", "path.tenant"),
+     (f"{HOOKS}/open%00/clients", "path.path")],
+)  # fmt: skip
+async def test_a_nul_in_a_hook_path_or_tenant_is_422_naming_it(app, client, url, field):
+    response = await client.post(url, json={"kind": "client"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_a_runaway_activation_condition_does_not_stall_other_requests(app, client):
+    await register(
+        app,
+        flow("hooks", GITHUB, SLACK, HMAC,
+             OPEN | {"activationCondition": "(() => { while (true) {} })()"}),
+    )  # fmt: skip
+    webhooks = app.state.parts.webhooks
+    # A long time limit, so a stalled event loop would stand out from any noise of the machine.
+    webhooks.settings = replace(webhooks.settings, condition_time_limit=0.5)
+    stalled, probes = 0.0, 0
+
+    async def watch() -> None:
+        # A probe every 2 ms: the longest time between two answers is how long one waited.
+        nonlocal stalled, probes
+        last = time.perf_counter()
+        while True:
+            assert (await client.get("/health")).status_code == 200
+            probes, now = probes + 1, time.perf_counter()
+            stalled, last = max(stalled, now - last), now
+            await asyncio.sleep(0.002)
+
+    watching = asyncio.create_task(watch())
+    for _ in range(3):
+        answer = await client.post(f"{HOOKS}/open/clients", json={"kind": "client"})
+        # Stopped at its time limit (422), while /health kept answering.
+        assert answer.status_code == 422
+        assert "took longer than 500 ms" in answer.json()["detail"]
+    watching.cancel()
+    assert stalled < 0.25, f"a /health probe waited {stalled:.3f} s"
+    assert probes > 30
     assert await executions(app) == []
 
 

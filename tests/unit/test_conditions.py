@@ -144,6 +144,27 @@ def test_a_memory_bomb_is_refused(source: str) -> None:
     assert time.perf_counter() - started < 2
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        # QuickJS has no memory left to make its error: it throws null (or nothing at all).
+        "[...'a'.repeat(1e7)].length > 0",
+        "JSON.stringify('a'.repeat(1e7).split('')).length > 0",
+        "new Map(Array(1e6).fill(0).map((x, i) => [i, i])).size > 0",
+        "'a'.repeat(5e6).normalize('NFD').length > 0",
+    ],
+)
+def test_running_out_of_memory_says_so_however_quickjs_reports_it(source: str) -> None:
+    message = failure(source, time_limit=5.0)  # only the memory limit may stop it
+    assert message.endswith("ran out of memory (limit 32 MiB) and was stopped"), message
+    assert "null" not in message and "uninitialized" not in message
+
+
+def test_a_condition_that_throws_null_itself_is_told_apart() -> None:
+    message = failure("(() => { throw null })()")
+    assert "threw null" in message and "limit 32 MiB" in message
+
+
 def test_the_memory_limit_is_configurable() -> None:
     assert evaluate("'a'.repeat(2 ** 20).length > 0")
     message = failure("'a'.repeat(2 ** 20).length > 0", memory_limit=512 * 1024)

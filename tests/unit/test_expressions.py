@@ -357,6 +357,48 @@ def test_dict_methods_are_not_node_references() -> None:
     assert expressions.check(wf) == []
 
 
+@pytest.mark.parametrize("name", ["get", "items", "keys", "values", "update", "pop"])
+@pytest.mark.parametrize("text", ["{{ nodes.NAME.outputs.count }}", "n={{ nodes.NAME.status }}!"])
+def test_a_node_named_like_a_dict_method_is_a_node_reference(name: str, text: str) -> None:
+    text = text.replace("NAME", name)
+    wf = Workflow.from_data(
+        {"id": "wf", "startNode": name,
+         "nodes": [{"id": name, "actionType": "core.echo", "edges": [{"targetNode": "use"}]},
+                   {"id": "use", "actionType": "core.echo", "parameters": {"t": text}}]}
+    )  # fmt: skip
+    assert expressions.check(wf) == []
+    # Read before it ran: the key wins at run time, so lint says what it says of any node.
+    wf = Workflow.from_data(
+        {"id": "wf", "startNode": "use",
+         "nodes": [{"id": "use", "actionType": "core.echo", "parameters": {"t": text},
+                    "edges": [{"targetNode": name}]},
+                   {"id": name, "actionType": "core.echo"}]}
+    )  # fmt: skip
+    finding = only(expressions.check(wf), "node-not-upstream")
+    assert f"reads nodes['{name}']" in finding.message
+
+
+def test_a_condition_reading_a_node_named_constructor_is_a_node_reference() -> None:
+    wf = Workflow.from_data(
+        {"id": "wf", "startNode": "a",
+         "nodes": [{"id": "a", "actionType": "core.echo",
+                    "edges": [{"targetNode": "b",
+                               "condition": "nodes.constructor.status == 'x'"}]},
+                   {"id": "b", "actionType": "core.echo"},
+                   {"id": "constructor", "actionType": "core.echo"}]}
+    )  # fmt: skip
+    assert {f.rule for f in expressions.check(wf)} >= {"node-not-upstream"}
+
+
+def test_a_var_named_like_a_dict_method_is_a_read_of_that_var() -> None:
+    wf = Workflow.from_data(
+        {"id": "wf", "startNode": "n", "vars": {"get": 1, "unused": 2},
+         "nodes": [{"id": "n", "actionType": "core.echo", "parameters": {"t": "{{ vars.get }}"}}]}
+    )  # fmt: skip
+    finding = only(expressions.check(wf), "unused-var")
+    assert finding.path == ("vars", "unused")
+
+
 @pytest.mark.parametrize(
     "condition",
     ["nodes['nope'].status === 'ok'", 'nodes["nope"].outputs', "nodes.nope.outputs", "nodes?.nope"],

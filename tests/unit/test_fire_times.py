@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from runner.sync import plan as plans
 from runner.triggers import catchup
 from runner.triggers.cron import FireTimes, ScheduleTrigger
 
-BERLIN, NEW_YORK = "Europe/Berlin", "America/New_York"
+BERLIN, NEW_YORK, LONDON = "Europe/Berlin", "America/New_York", "Europe/London"
 
 
 def local(zone: str, *fields: int, fold: int = 0) -> datetime:
@@ -90,6 +91,42 @@ def test_an_invalid_cron_or_zone_is_refused_with_the_reason():
         FireTimes("* * *", "UTC")
     with pytest.raises(ValueError, match="not an IANA time zone"):
         FireTimes("0 9 * * *", "Europe/Londn")
+
+
+def scheduler_times(cron: str, zone: str, now: datetime, count: int) -> list[datetime]:
+    """The times the scheduler fires, asked as APScheduler asks its job's trigger: from now
+    when the job is added, then after each run from the time it ran."""
+    trigger = ScheduleTrigger(FireTimes(cron, zone))
+    times = [trigger.get_next_fire_time(None, now)]
+    while len(times) < count:
+        times.append(trigger.get_next_fire_time(times[-1], times[-1]))
+    return times
+
+
+@pytest.mark.parametrize(
+    ("zone", "cron", "now", "expected"),
+    [
+        # Clocks go back at 02:00 BST: 01:30 of the 25th happens twice, and fires once.
+        (LONDON, "30 1 * * *", "2026-10-24T12:00:00",
+         ["2026-10-25T01:30:00+01:00", "2026-10-26T01:30:00+00:00", "2026-10-27T01:30:00+00:00"]),
+        # Clocks go forward at 01:00 GMT: 01:30 of the 29th does not exist; it fires at 01:00Z.
+        (LONDON, "30 1 * * *", "2026-03-28T12:00:00",
+         ["2026-03-29T02:00:00+01:00", "2026-03-30T01:30:00+01:00", "2026-03-31T01:30:00+01:00"]),
+        (NEW_YORK, "30 1 * * *", "2026-10-31T12:00:00",
+         ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00", "2026-11-03T01:30:00-05:00"]),
+        (NEW_YORK, "30 2 * * *", "2026-03-07T12:00:00",
+         ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00", "2026-03-10T02:30:00-04:00"]),
+        (NEW_YORK, "*/30 1 * * *", "2026-10-31T12:00:00",
+         ["2026-11-01T01:00:00-04:00", "2026-11-01T01:30:00-04:00", "2026-11-02T01:00:00-05:00"]),
+    ],
+)  # fmt: skip
+def test_dwf_plan_lists_the_times_the_scheduler_fires_on_dst_days(zone, cron, now, expected):
+    moment = datetime.fromisoformat(now).replace(tzinfo=UTC)
+    listed = plans.next_fire_times(cron, zone, moment)
+    assert listed == expected
+    fired = scheduler_times(cron, zone, moment, len(expected))
+    assert [datetime.fromisoformat(t) for t in listed] == fired
+    assert len(set(listed)) == len(listed)
 
 
 # -- catch-up -------------------------------------------------------------------------------------

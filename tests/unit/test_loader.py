@@ -102,6 +102,9 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
         ("a: !!binary aGVsbG8=\n", "binary"),
         ("a: !!set {x, y}\n", "set"),
         ("1: x\n", "keys must be strings"),
+        # Escapes YAML allows but a stored definition (jsonb) cannot hold.
+        ('a: "x\\0y"\n', "holds a NUL character (U+0000)"),
+        ('"k\\x00": 1\n', "holds a NUL character (U+0000)"),
     ],
 )
 def test_values_json_cannot_hold_are_refused(text, needle):
@@ -165,3 +168,24 @@ def test_binary_and_non_utf8_files_are_unreadable():
 
 def test_utf8_bom_is_accepted():
     assert loader.load(loader.decode("bom.yaml", b"\xef\xbb\xbfid: a\n").text) == {"id": "a"}
+
+
+def test_read_file_reads_a_regular_file_and_refuses_the_rest_unread(tmp_path):
+    import socket
+
+    regular = tmp_path / "a.yaml"
+    regular.write_bytes(b"x" * loader.MAX_FILE_BYTES)  # exactly the limit is allowed
+    assert loader.read_file(regular) == b"x" * loader.MAX_FILE_BYTES
+
+    cases = {"folder": "a folder", "sock.yaml": "a socket", "missing.yaml": "No such file"}
+    (tmp_path / "folder").mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock.yaml"))
+        for name, says in cases.items():
+            with pytest.raises(loader.LoadError) as info:
+                loader.read_file(tmp_path / name)
+            finding = info.value.finding
+            assert finding.rule == (
+                "file-unreadable" if name == "missing.yaml" else "file-not-regular"
+            )
+            assert says in finding.message and finding.span == Span(1, 1, 1, 2)

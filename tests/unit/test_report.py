@@ -176,3 +176,50 @@ def test_render_dispatches_on_the_format_name():
         assert "unused-var" in rendered
     with pytest.raises(ValueError, match="xml"):
         report.render("xml", DIAGNOSTICS, source_line, files_checked=2, tool_version="1")
+
+
+def test_text_cuts_a_long_source_line_around_the_span():
+    line = "x: " + "a" * 2_000_000 + ": b"
+    at_start = Diagnostic("a.yaml", 1, 1, 1, 2, "error", "yaml-syntax", "bad")
+    at_end = Diagnostic("a.yaml", 1, len(line) - 2, 1, len(line) - 1, "error", "yaml-syntax", "bad")
+    start_text, end_text = (
+        report.render_text([d], lambda _p, _l: line, files_checked=1).splitlines()
+        for d in (at_start, at_end)
+    )
+    assert start_text[1] == "1 | x: " + "a" * (report.EXCERPT_CHARS - 3) + "…"
+    assert start_text[2] == "  | ^"
+    # The end of the line, with the caret still under the reported character.
+    assert end_text[1] == "1 | …" + "a" * (report.EXCERPT_CHARS - 3) + ": b"
+    assert end_text[2] == "  | " + " " * (1 + report.EXCERPT_CHARS - 3) + "^"
+    assert end_text[1][len("1 | …") + report.EXCERPT_CHARS - 3] == ":"
+
+
+def test_text_cut_keeps_context_before_a_span_in_the_middle():
+    line = "b" * 1000 + "X" + "c" * 1000
+    middle = Diagnostic("a.yaml", 1, 1001, 1, 1002, "error", "schema-value", "bad")
+    _, shown, caret, _ = report.render_text([middle], lambda _p, _l: line, files_checked=1).split(
+        "\n"
+    )
+    excerpt = shown.removeprefix("1 | ")
+    assert excerpt == "…" + "b" * report.EXCERPT_LEAD + "X" + "c" * 159 + "…"
+    assert caret == "  | " + " " * (1 + report.EXCERPT_LEAD) + "^"
+
+
+UNDECODABLE = "workflows/bad\udcff.yaml"  # os.fsdecode(b"workflows/bad\xff.yaml")
+
+
+def test_a_name_that_is_not_utf8_is_escaped_alike_in_every_format():
+    found = Diagnostic(UNDECODABLE, 1, 1, 1, 2, "error", "cycle", f"also in {UNDECODABLE}")
+    shown = r"workflows/bad\xff.yaml"
+    text = report.render_text([found], lambda _p, _l: None, files_checked=1)
+    assert text.splitlines()[0] == f"{shown}:1:1: error: also in {shown} [cycle]"
+    assert json.loads(report.render_json([found]))[0]["path"] == shown
+    assert json.loads(report.render_json([found]))[0]["message"] == f"also in {shown}"
+    assert report.render_github([found]).startswith(f"::error file={shown},line=1,")
+    result = json.loads(report.render_sarif([found], tool_version="1"))["runs"][0]["results"][0]
+    assert result["message"]["text"] == f"also in {shown}"
+    # A URI percent-encodes the name's very bytes, so it still names the file.
+    uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "workflows/bad%FF.yaml"
+    for fmt in report.FORMATS:  # all of it can be written as UTF-8
+        report.render(fmt, [found], lambda _p, _l: None, files_checked=1, tool_version="1").encode()

@@ -8,9 +8,11 @@ examples/invalid/EXPECT. The examples in examples/workflows must lint clean, war
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +24,9 @@ from runner.spec.rules import RULES
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 INVALID = EXAMPLES / "invalid"
 WORKFLOWS = EXAMPLES / "workflows"
-#: Rules without a committed fixture: one needs a bug, the other a 1 MiB file (made in tmp_path).
-NO_FIXTURE = frozenset({"internal-error", "file-too-large"})
+#: Rules without a committed fixture: one needs a bug, one a 1 MiB file, one a FIFO or device
+#: (git stores neither); the last two are made in tmp_path below.
+NO_FIXTURE = frozenset({"internal-error", "file-too-large", "file-not-regular"})
 _HEADER = re.compile(r"^# expect: (?P<rule>[a-z0-9-]+) line (?P<line>[0-9]+)$")
 
 
@@ -142,6 +145,38 @@ def test_file_too_large(tmp_path: Path):
     assert _findings(result) == [(path.name, "file-too-large", 1)]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_file_not_regular_is_refused_without_reading(tmp_path: Path):
+    # A FIFO would block a read forever and /dev/zero never ends: both are refused from stat.
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    result = linter.lint_paths([tmp_path / "pipe.yaml", tmp_path / "zero.yaml"], jobs=1)
+    assert _findings(result) == [
+        ("pipe.yaml", "file-not-regular", 1),
+        ("zero.yaml", "file-not-regular", 1),
+    ]
+    pipe, zero = (d.message for d in result.diagnostics)
+    assert pipe.startswith("the path is a named pipe (FIFO);")
+    assert zero.startswith("the path is a symbolic link to /dev/zero, a character device;")
+    # Found in a folder too, rather than skipped as if it were not there.
+    assert _findings(linter.lint_paths([tmp_path], jobs=1)) == _findings(result)
+
+
+def test_file_too_large_is_refused_before_reading(tmp_path: Path):
+    path = tmp_path / "sparse.yaml"
+    with path.open("wb") as handle:  # 200 MB that take no disk, only memory once read
+        handle.truncate(200 * 1000 * 1000)
+    tracemalloc.start()
+    try:
+        result = linter.lint_paths([path], jobs=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 1024 * 1024, f"linting it took {peak:,} bytes"
+    assert _findings(result) == [(path.name, "file-too-large", 1)]
+    assert "200,000,000 bytes" in result.diagnostics[0].message
+
+
 def test_examples_lint_clean():
     result = linter.lint_paths([WORKFLOWS], jobs=1)
     assert result.files_checked == len(list(WORKFLOWS.glob("*.yaml")))
@@ -153,7 +188,7 @@ def test_examples_lint_clean_as_a_repository():
     # (the fixtures of invalid/ and the connector example beside it are not workflows of it).
     assert (EXAMPLES / "dwf.yaml").is_file()
     result = linter.lint_paths([EXAMPLES], jobs=1)
-    assert result.files_checked == len(list(WORKFLOWS.glob("*.yaml")))
+    assert result.files_checked == len(list(WORKFLOWS.glob("*.yaml"))) + 1  # and its dwf.yaml
     assert [f"{d.path}:{d.line}: {d.message} [{d.rule}]" for d in result.diagnostics] == []
 
 

@@ -38,6 +38,7 @@ def document(
         lines.append(f"    workflowId: {subworkflow}")
     if hook is not None:
         lines += ["triggers:", "  - id: hook", "    type: webhook", f"    path: {hook}"]
+        lines.append("    signature: none")
     return "\n".join(lines) + "\n"
 
 

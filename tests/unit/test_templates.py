@@ -158,10 +158,28 @@ def test_undefined_names_are_errors(name: str) -> None:
     assert f"`{name}` is undefined" in render_error(f"{{{{ {name} }}}}")
 
 
-def test_a_dict_method_read_as_a_key_says_how_to_read_the_key() -> None:
-    for text in ("{{ trigger.items }}", "n={{ trigger.items }}"):
-        assert "read the key as `['items']`" in render_error(text)
-    assert render("{{ trigger['items'] }}") == [1, 2]
+@pytest.mark.parametrize("name", ["get", "items", "keys", "values", "update", "pop", "copy"])
+def test_a_key_named_like_a_dict_method_wins_over_the_method(name: str) -> None:
+    data = scope()
+    data["nodes"][name] = {"status": "Succeeded", "outputs": {"count": 7}}
+    data["trigger"][name] = [1, 2]
+    assert render(f"{{{{ nodes.{name}.outputs.count }}}}", scope=data) == 7
+    assert render(f"n={{{{ nodes.{name}.outputs.count }}}}", scope=data) == "n=7"
+    assert render(f"{{{{ trigger.{name} | length }}}}", scope=data) == 2
+    assert render(f"{{{{ trigger['{name}'] }}}}", scope=data) == [1, 2]
+
+
+def test_dict_methods_still_work_where_no_key_has_their_name() -> None:
+    assert render("{{ nodes.keys() | list }}") == ["fetch"]
+    assert render("{% for k, v in vars.items() %}{{ k }}={{ v }};{% endfor %}") == (
+        "region=eu;channel=#ops;"
+    )
+    assert render("{{ vars.get('region') }}") == "eu"
+
+
+def test_a_method_printed_where_a_key_was_meant_says_there_is_no_such_key() -> None:
+    for text in ("{{ vars.items }}", "n={{ vars.items }}"):
+        assert "the object has no key `items`" in render_error(text)
 
 
 @pytest.mark.parametrize(

@@ -201,8 +201,26 @@ def test_duplicate_trigger_id_points_at_the_second() -> None:
 
 
 def test_distinct_trigger_ids_are_fine() -> None:
-    wf = workflow({"id": "a", "type": "manual"}, {"id": "b", "type": "webhook", "path": "hook"})
+    wf = workflow(
+        {"id": "a", "type": "manual"},
+        {"id": "b", "type": "webhook", "path": "hook", "signature": "none"},
+    )
     assert triggers.check(wf) == []
+
+
+def test_a_webhook_must_say_how_it_is_signed() -> None:
+    wf = workflow(
+        {"id": "silent", "type": "webhook", "path": "a"},
+        {"id": "open", "type": "webhook", "path": "b", "signature": "none"},
+        {"id": "signed", "type": "webhook", "path": "c", "signature": "github", "secretRef": "s"},
+    )
+    finding = only(triggers.check(wf), "webhook-unsigned")
+    assert finding.path == ("triggers", 0)
+    assert "`silent` has no `signature`" in finding.message
+    assert "`signature: none`" in finding.message
+    # `none` is the absence of a signature at run time: nothing to verify, no secret needed.
+    open_hook = wf.triggers[1]
+    assert open_hook.signature is None and open_hook.unsigned
 
 
 # --- import cost --------------------------------------------------------------------------------
