@@ -204,15 +204,20 @@ class Daemon:
 
     def app(self, roles: Collection[str] = ()) -> FastAPI:
         """The HTTP API on this daemon; its lifespan runs the other `roles` beside it."""
+        from runner.api import access
         from runner.api import app as api
 
+        guard = access.Guard(self.settings)  # strict mode without a key stops here
         run_roles = self._roles(roles)  # a role that cannot be set up fails here, at once
 
         @contextlib.asynccontextmanager
         async def lifespan(application: FastAPI) -> AsyncIterator[None]:
             stop = asyncio.Event()
             running = asyncio.create_task(run_roles(stop), name="roles")
-            _log.info("api started", database=self.db.url_for_display, roles=sorted(roles))
+            _log.info(
+                "api started", database=self.db.url_for_display, roles=sorted(roles),
+                auth=self.settings.auth_mode,
+            )  # fmt: skip
             try:
                 yield
             finally:
@@ -220,7 +225,7 @@ class Daemon:
                 stop.set()
                 await running
 
-        return api.create_app(self, lifespan=lifespan)
+        return api.create_app(self, guard=guard, lifespan=lifespan)
 
     async def serve(self, roles: Collection[str], host: str) -> bool:
         """Serve until SIGTERM or SIGINT: the API (with `api` among the roles) under uvicorn,
@@ -229,6 +234,7 @@ class Daemon:
         if "api" in roles:
             from runner.api import server
 
+            server.check_bind(self.settings, host)
             return await server.serve(self.app(roles), host, self.settings.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

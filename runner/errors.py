@@ -24,6 +24,11 @@
     ├── SourceError           a git source cannot be fetched or read (unreachable, no branch)
     ├── WebhookRejected       a webhook delivery is refused (signature, body); `status` says how
     ├── NotFound              a workflow or execution does not exist (for this tenant)
+    ├── AuthError             a request is refused for who sent it (SPEC §12)
+    │   ├── Unauthenticated       no token, or one that does not verify: 401
+    │   ├── Forbidden             a verified caller without the route's role: 403
+    │   ├── KeysUnavailable       the JWKS cannot be fetched, so no token can be checked: 503
+    │   └── RateLimited           over the caller's rate limit: 429 with Retry-After
     └── Conflict              the request contradicts the current state (e.g. managed by git)
         └── NotActive             a start of a workflow that is not Active (a Draft, Archived)
 
@@ -171,6 +176,52 @@ class WebhookRejected(DwfError):
 
 class NotFound(DwfError):
     """A workflow or execution does not exist (for this tenant)."""
+
+
+class AuthError(DwfError):
+    """A request refused for who sent it (SPEC §12): its HTTP status, and headers to answer with."""
+
+    status = 401
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
+
+
+class Unauthenticated(AuthError):
+    """No bearer token, or one that does not verify (signature, claims, key): 401; `code` is
+    the RFC 6750 error code for `WWW-Authenticate` (`invalid_request`, `invalid_token`)."""
+
+    status = 401
+
+    def __init__(self, message: str, *, code: str | None = "invalid_token") -> None:
+        challenge = 'Bearer realm="dwf"'
+        if code is not None:
+            # RFC 6750 §3: the description is printable ASCII but `"` and backslash (a header
+            # that could not be encoded would turn the 401 into a 500).
+            quoted = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in message)
+            challenge += f', error="{code}", error_description="{quoted}"'
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+        self.code = code
+
+
+class Forbidden(AuthError):
+    """A verified caller without the role a route needs: 403."""
+
+    status = 403
+
+
+class KeysUnavailable(AuthError):
+    """The keys to check tokens with cannot be fetched now (the JWKS URL): 503, to retry, not
+    the token's fault."""
+
+    status = 503
+
+
+class RateLimited(AuthError):
+    """Over a rate limit: 429 with `Retry-After` and the RateLimit headers."""
+
+    status = 429
 
 
 class Conflict(DwfError):

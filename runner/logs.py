@@ -1,8 +1,12 @@
 """structlog set-up: JSON lines when not on a terminal, readable lines on one; to stderr.
 
-Lines about an execution carry executionId, workflowId, version and correlationId (bound once
-per run), and nodeId and attempt when they are about a node. Secret values are masked (`***`)
-in every line, tracebacks included.
+Every line logged while an execution runs — the engine's, an action's, and a stdlib logger's
+such as httpx's `HTTP Request:` line once `route_stdlib_logging` sends them here — carries
+executionId, workflowId, version, correlationId, tenant and principal: the conductor binds them
+as structlog context variables around the run (`engine.conductor.log_context`), so node tasks
+inherit them and a child execution gets its own. Lines from a node's task add nodeId (the
+engine's lines about an attempt, attempt too). Secret values are masked (`***`) in every line,
+tracebacks included.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
 
 
 class _ToStructlog(logging.Handler):
-    """Hands stdlib log records (uvicorn's) to structlog, so every line has one format."""
+    """Hands stdlib log records (uvicorn's, httpx's) to structlog, so every line has one format
+    and the context of the execution that logged it (the handler runs in the caller's task)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         """Log the record through structlog at its level, with its traceback if any."""

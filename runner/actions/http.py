@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runner.actions.base import Action, ActionContext, ActionResult
+from runner.credentials import masking
 from runner.spec.durations import DURATION_PATTERN, parse_duration
 
 # asyncio, ipaddress and the like are imported where used: `dwf lint` imports this module for
@@ -194,7 +195,8 @@ def judge(
     ok = status in expect if expect is not None else 200 <= status < 300
     if ok:
         return ActionResult.ok(outputs)
-    snippet = " ".join(text[:_ERROR_BODY_CHARS].split())
+    # Masked before the cut (and before whitespace is folded): half a secret is no known form.
+    snippet = " ".join(masking.cut(text, _ERROR_BODY_CHARS).split())
     message = f"{request.method} {_shown(request.url)} answered {status}"
     if expect is not None:
         message += f" (expected {', '.join(map(str, expect))})"

@@ -17,6 +17,7 @@ from typing import Any
 
 from runner.actions import http
 from runner.actions.base import Action, ActionContext, ActionResult, ResourceLink
+from runner.credentials import masking
 
 TOKEN_SECRET = "monday-token"
 API_VERSION = "2024-10"
@@ -419,7 +420,7 @@ def _path(data: Any, path: tuple[Any, ...], what: str) -> Any:
 
 
 def _unexpected(expected: str, got: Any) -> ActionResult:
-    shown = json.dumps(got, default=str)[:200]
+    shown = masking.cut(json.dumps(got, default=str), 200)  # masked before the cut
     return ActionResult.failed(
         "UnexpectedResponse", f"monday.com API: expected {expected} in the response, got {shown}"
     )

@@ -29,15 +29,25 @@ CORRELATION_HEADER = "X-Correlation-Id"
 
 class TemplateSecrets:
     """`secrets` in templates: `secrets.NAME` or `secrets['slack-token']` reads through the
-    provider (MissingCredential names the secret). Not a mapping: `{{ secrets }}` lists nothing."""
+    provider (MissingCredential names the secret). Templates may only place a secret whole
+    (`runner.spec.placement`, checked before a render); as a second line this object is no
+    mapping and cannot be iterated or searched, and its repr shows no value."""
 
     __slots__ = ("_provider",)
+    # Without these, Python would iterate (and so answer `in`) through __getitem__(0), (1), ….
+    __iter__ = None
+    __contains__ = None
 
     def __init__(self, provider: CredentialProvider) -> None:
         self._provider = provider
 
     def __getitem__(self, name: str) -> str:
-        return self._provider.get(str(name))
+        if not isinstance(name, str):
+            raise TypeError("a secret is named by a string: secrets.NAME or secrets['NAME']")
+        return self._provider.get(name)
+
+    def __repr__(self) -> str:
+        return "<secrets>"
 
 
 class ActionServices:

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 
 import runner
 from runner.api import (
+    access,
     events,
     executions,
     health,
@@ -25,6 +26,7 @@ from runner.api import (
     limits,
     openapi,
     problems,
+    ratelimit,
     triggers,
     workflows,
 )  # fmt: skip
@@ -36,8 +38,13 @@ API_PREFIX = "/api/v1"
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(parts: Parts, *, lifespan: Lifespan | None = None) -> FastAPI:
-    """The API on `parts` (the Daemon's), with `lifespan` run around serving (the other roles)."""
+def create_app(
+    parts: Parts, *, guard: access.Guard | None = None, lifespan: Lifespan | None = None
+) -> FastAPI:
+    """The API on `parts` (the Daemon's), with `lifespan` run around serving (the other roles);
+    `guard` identifies callers (default: as the settings say; UsageError when strict mode has
+    no key)."""
+    guard = guard or access.Guard(parts.settings)
     app = FastAPI(
         title="DataWorkflows runner",
         version=runner.__version__,
@@ -62,15 +69,19 @@ def create_app(parts: Parts, *, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.stopping = asyncio.Event()
     problems.install(app)
     openapi.install(app, API_PREFIX)
+    ratelimit.install(app, parts.settings)
     app.include_router(health.router)
     app.add_middleware(limits.BodyLimit, max_bytes=parts.settings.max_body_bytes)
-    refuse_unstorable = [Depends(inputs.refuse_unstorable_text)]
+    # Who calls is checked before all of this, by each route (`access.GuardedRoute`).
+    checks = [Depends(inputs.refuse_unstorable_text)]
     routers = [
         module.router for module in (executions, events, workflows, sync_api, triggers, hooks)
     ]
     for router in routers:
-        app.include_router(router, prefix=API_PREFIX, dependencies=refuse_unstorable)
-    problems.record_methods(app, [("", health.router), *((API_PREFIX, r) for r in routers)])
+        app.include_router(router, prefix=API_PREFIX, dependencies=checks)
+    mounted = [("", health.router), *((API_PREFIX, r) for r in routers)]
+    access.install(app, mounted, guard)
+    problems.record_methods(app, mounted)
     return app
 
 

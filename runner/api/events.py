@@ -17,6 +17,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from runner.api import models, problems
+from runner.api.access import GuardedRoute
 from runner.api.executions import ExecutionId
 from runner.api.state import DatabaseDep, TenantDep
 from runner.engine import summary
@@ -29,7 +30,7 @@ POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0
 MAX_EVENTS_PER_PAGE = 1000
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=GuardedRoute)
 
 
 @router.get(

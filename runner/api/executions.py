@@ -7,18 +7,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 
-from runner.api import models, problems
+from runner.api import models, problems, ratelimit
+from runner.api.access import GuardedRoute, IdentityDep
 from runner.api.state import ConductorDep, DatabaseDep, StartsDep, TenantDep
+from runner.auth.identity import Identity
 from runner.engine import summary
 from runner.engine.requests import StartRequest
 from runner.errors import InvalidField, InvalidRequest, NotActive, NotFound
 from runner.store import executions
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 50
+#: The principal of an API start in loose mode when the request names none.
+ANONYMOUS = "anonymous"
 
 REPEATED = "A repeated requestId: the execution that id started earlier (nothing new starts)."
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=GuardedRoute)
 
 ExecutionId = Annotated[
     uuid.UUID,
@@ -45,13 +49,21 @@ def status_url(request: Request, execution_id: uuid.UUID) -> str:
     responses={
         200: {"model": models.Accepted, "description": REPEATED},
         **problems.documented(400, 404, 409, 413, 422),
+        **ratelimit.documented(),
     },
+)
+@ratelimit.limited(
+    ratelimit.EXECUTE,  # per principal: the one the route starts as (below), in its tenant
+    per=lambda identity, body, **_: (
+        identity.tenant,
+        _principal(identity, body and body.principal),
+    ),
 )
 async def execute(
     request: Request,
     response: Response,
     starts: StartsDep,
-    tenant: TenantDep,
+    identity: IdentityDep,
     workflow_id: Annotated[str, Path(alias="workflowId", description="The workflow to run.")],
     body: Annotated[models.ExecuteBody | None, Body(description="Optional: none is `{}`.")] = None,
     allow_draft: Annotated[
@@ -69,6 +81,7 @@ async def execute(
     409 when it is not Active (a Draft starts with `allowDraft=true`)."""
     body = body or models.ExecuteBody()
     request_id = body.request_id or header_request_id or None
+    principal = _principal(identity, body.principal)
     try:
         row, created = await starts.start(
             StartRequest(
@@ -76,8 +89,8 @@ async def execute(
                 trigger=body.trigger,
                 trigger_type="api",
                 request_id=request_id,
-                principal=body.principal,
-                tenant=tenant,
+                principal=principal,
+                tenant=identity.tenant,
                 allow_draft=allow_draft,
                 correlation_id=correlation_id or None,
                 headers=dict(request.headers),
@@ -96,6 +109,19 @@ async def execute(
     response.headers["Location"] = url
     response.headers["X-Correlation-Id"] = row.correlation_id
     return models.Accepted(execution_id=str(row.execution_id), status=row.status, status_url=url)
+
+
+def _principal(identity: Identity, given: str | None) -> str:
+    """Who starts it: the token's `sub` (a different `principal` in the body is refused, so no
+    caller can start as another), else in loose mode the body's, else `anonymous`."""
+    if identity.principal is None:
+        return given or ANONYMOUS
+    if given is not None and given != identity.principal:
+        raise InvalidField(
+            "body.principal",
+            f"the principal is the token's subject {identity.principal!r}; leave it out",
+        )
+    return identity.principal
 
 
 @router.get(

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from runner.api import problems
+from runner.api import problems, ratelimit
+from runner.api.access import GuardedRoute
 from runner.api.executions import status_url
 from runner.api.state import WebhooksDep
 from runner.errors import WebhookRejected
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=GuardedRoute)
 
 ACCEPTED = {
     "description": "Accepted: the execution is queued (the answer follows its commit).",
@@ -45,9 +46,11 @@ REPEATED = {
         202: ACCEPTED,
         200: REPEATED,
         **problems.documented(400, 401, 404, 413, 415, 422),
+        **ratelimit.documented(),
     },
     openapi_extra={"requestBody": BODY},
 )
+@ratelimit.limited(ratelimit.WEBHOOK, per=lambda tenant, path, **_: (tenant, path))
 async def deliver(
     request: Request,
     webhooks: WebhooksDep,

@@ -49,7 +49,9 @@ class ExecuteBody(ApiModel):
         default=None,
         min_length=1,
         max_length=MAX_ID_LENGTH,
-        description="Who asks (recorded on the execution); taken as given in loose auth mode.",
+        description="Who asks (recorded on the execution): taken as given in loose auth mode "
+        "(default `anonymous`); in strict mode the token's `sub` is the principal, and a "
+        "different value here is refused (400).",
     )
 
 

@@ -9,6 +9,8 @@
 - Text a request sends (parameters, body keys and strings, any depth) has the pattern of text
   the runner can store (`runner.api.inputs` refuses the rest): no NUL, no lone surrogate.
 - An event stream documents each event: its `data` is the JSON of an `Event`.
+- Each operation names its role (`x-dwf-role`); in strict mode it requires the bearer scheme
+  (`runner.api.access`), as the server does.
 
 `tests/integration/test_contract.py` holds the API to this document with schemathesis.
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from runner.api import problems
+from runner.api import access, problems
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 #: Text the runner can store: no NUL character. (Nor a lone surrogate, which JSON's `\ud800`
@@ -70,6 +72,7 @@ def install(app: FastAPI, prefix: str) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = FastAPI.openapi(app)  # builds FastAPI's and keeps it: corrected in place
+            access.document(document, strict=app.state.guard.strict)
             _correct(document, prefix)
         return app.openapi_schema or {}
 

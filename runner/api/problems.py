@@ -5,7 +5,8 @@
      "errors": [{"field": "body.trigger", "message": "…"}]}   # errors: validation only
 
 Runner errors map by class (NotFound 404, Conflict 409, InvalidRequest 400, InvalidDocument
-422, DatabaseUnavailable 503 with Retry-After; another StoreError is a bug: 500, logged);
+422, AuthError its status (401, 403, 429) with its headers, DatabaseUnavailable 503 with
+Retry-After; another StoreError is a bug: 500, logged);
 anything unexpected becomes a 500 whose body says nothing about the cause, which is logged.
 """
 
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.credentials import masking
 from runner.errors import (
+    AuthError,
     Conflict,
     DatabaseClosed,
     DatabaseUnavailable,
@@ -44,6 +46,9 @@ TYPE_PREFIX = "urn:dataworkflows:problem:"
 DATABASE_RETRY_AFTER_SECONDS = 2
 
 log = structlog.get_logger("runner.api")
+_AUTH_KINDS = {
+    401: "unauthorized", 403: "forbidden", 429: "rate-limited", 503: "keys-unavailable",
+}  # fmt: skip
 
 
 class FieldProblem(BaseModel):
@@ -118,6 +123,9 @@ async def _runner_error(request: Request, exc: Exception) -> JSONResponse:
         return response(request, 400, str(exc), kind="invalid-request")
     if isinstance(exc, NotFound):
         return response(request, 404, str(exc), kind="not-found")
+    if isinstance(exc, AuthError):
+        kind = _AUTH_KINDS.get(exc.status, "unauthorized")
+        return response(request, exc.status, str(exc), kind=kind, headers=exc.headers or None)
     if isinstance(exc, Conflict):
         return response(request, 409, str(exc), kind="conflict")
     if isinstance(exc, DatabaseUnavailable | DatabaseClosed):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Request
 
 from runner.actions.services import ActionServices
+from runner.api.access import IdentityDep
 from runner.engine.conductor import Conductor
 from runner.engine.starts import Starts
 from runner.settings import Settings
@@ -36,15 +37,17 @@ def parts(request: Request) -> Parts:
 
 
 def _part(name: str) -> Callable[[Request], Any]:
-    def part(request: Request) -> Any:
+    # Coroutines, so FastAPI calls them in line rather than in a worker thread (a thread hop a
+    # dependency, per request).
+    async def part(request: Request) -> Any:
         return getattr(parts(request), name)
 
     return part
 
 
-def _tenant(request: Request) -> str:
-    # Loose auth mode (SPEC §12): the configured tenant. Strict mode takes it from the token.
-    return parts(request).settings.tenant
+async def _tenant(identity: IdentityDep) -> str:
+    # Strict mode: the token's tenant claim; loose mode: the runner's tenant (SPEC §12).
+    return identity.tenant
 
 
 DatabaseDep = Annotated[Database, Depends(_part("db"))]

@@ -15,13 +15,14 @@ import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from runner.api import problems
+from runner.api.access import GuardedRoute
 from runner.api.state import DatabaseDep, ServicesDep, SettingsDep, TenantDep
 from runner.errors import MissingCredential
 from runner.store import sync as store
 from runner.sync.apply import run_document
 from runner.triggers import signatures, webhooks
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], route_class=GuardedRoute)
 log = structlog.get_logger("runner.api")
 
 

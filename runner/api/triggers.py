@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from runner import versions as versioning
 from runner.api import models, problems
+from runner.api.access import GuardedRoute
 from runner.api.state import DatabaseDep, TenantDep, VersionsDep
 from runner.errors import Conflict, NotFound
 from runner.store import triggers, workflows
@@ -22,7 +23,7 @@ from runner.store.database import Database
 from runner.store.workflows import DefinitionRow, WorkflowRow
 from runner.triggers import documents
 
-router = APIRouter(tags=["triggers"])
+router = APIRouter(tags=["triggers"], route_class=GuardedRoute)
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 50
 

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from runner import versions as versioning
 from runner.api import models, problems
+from runner.api.access import GuardedRoute
 from runner.api.state import DatabaseDep, TenantDep, VersionsDep
 from runner.errors import InvalidDocument, NotFound
 from runner.spec import loader
@@ -24,7 +25,7 @@ from runner.store.workflows import DefinitionRow, WorkflowRow
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 100
 
-router = APIRouter(tags=["workflows"])
+router = APIRouter(tags=["workflows"], route_class=GuardedRoute)
 
 WorkflowId = Annotated[str, Path(alias="workflowId", description="The workflow's id.")]
 

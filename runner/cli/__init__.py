@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from runner.cli import actions, db, definitions, executions, serve, sync, triggers
+from runner.cli import actions, db, definitions, executions, serve, sync, token, triggers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,5 +21,6 @@ for _command in (
     *sync.COMMANDS,
     *actions.COMMANDS,
     *triggers.COMMANDS,
+    *token.COMMANDS,
 ):
     main.add_command(_command)

@@ -164,6 +164,7 @@ async def _run(
             trigger=payload,
             trigger_type="manual",
             request_id=request_id,
+            principal=cli_principal(),
             tenant=settings.tenant,
             allow_draft=draft,
             any_status=local,
@@ -178,6 +179,18 @@ async def _run(
             async with daemon.db.connection() as conn:
                 attempts = await executions.attempts(conn, row.execution_id)
         return execution_document(row, attempts)
+
+
+def cli_principal() -> str:
+    """Who starts an execution with `dwf run` (`execution.principal`): `cli:<os user>`, or
+    `cli:<uid>` when the system knows no name for this process's user."""
+    import getpass
+    import os
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no LOGNAME/USER and no passwd entry: a container's bare uid
+        return f"cli:{os.getuid()}"
 
 
 def _print_summary(document: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ the same code everywhere, never with a traceback.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn, TypeVar
@@ -80,4 +81,6 @@ def settings(log_level: str = "warning", **overrides: object) -> Settings:
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
     logs.configure(built.log_format, level=log_level)
+    # httpx's and other libraries' lines, in the same format and with the execution's context.
+    logs.route_stdlib_logging(logging.getLevelNamesMapping()[log_level.upper()])
     return built

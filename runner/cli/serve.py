@@ -29,6 +29,11 @@ def _roles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 @click.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option(
+    "--insecure-bind", is_flag=True, default=None,
+    help="Loose auth mode on an address other than loopback: accept unauthenticated callers "
+    "from the network anyway (logged at every start; DWF_AUTH_INSECURE_BIND).",
+)  # fmt: skip
+@click.option(
     "--port", type=click.IntRange(0, 65535), default=None,
     help="Port to listen on (default: DWF_PORT, else 8080).",
 )  # fmt: skip
@@ -46,8 +51,8 @@ def _roles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     "(default: DWF_SYNC_INTERVAL_SECONDS, else 30).",
 )  # fmt: skip
 def serve(  # noqa: PLR0917 (click passes every option)
-    host: str, port: int | None, roles: tuple[str, ...], repo: str | None, branch: str | None,
-    folder: str | None, interval: float | None,
+    host: str, insecure_bind: bool | None, port: int | None, roles: tuple[str, ...],
+    repo: str | None, branch: str | None, folder: str | None, interval: float | None,
 ) -> None:  # fmt: skip
     """Serve the HTTP API (OpenAPI at /docs) until SIGTERM or SIGINT; with the sync role, sync
     the repository at start, every interval and on a push webhook (POST /api/v1/sync).
@@ -56,7 +61,7 @@ def serve(  # noqa: PLR0917 (click passes every option)
     """
     settings = exits.settings(
         "info", port=port, sync_repo=repo, sync_branch=branch, sync_path=folder,
-        sync_interval=interval,
+        sync_interval=interval, auth_insecure_bind=insecure_bind or None,
     )  # fmt: skip
     if "sync" in roles and not settings.sync_repo:
         raise click.UsageError("the sync role needs a repository: --repo URL|PATH or DWF_SYNC_REPO")
@@ -77,6 +82,13 @@ def worker() -> None:
 
 async def _serve(settings: Settings, roles: tuple[str, ...], host: str) -> bool:
     from runner.daemon import Daemon
+
+    if "api" in roles:
+        from runner.api import access, server
+
+        # Refused before the database is opened: the answer is the same whatever its state.
+        server.check_bind(settings, host, warn=False)
+        access.Guard(settings)  # strict mode without a key
 
     async with Daemon(settings) as daemon:
         return await daemon.serve(roles, host)

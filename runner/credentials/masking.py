@@ -2,9 +2,16 @@
 
 The credential provider remembers each value it reveals here (`remember`); whatever leaves the
 process afterwards — log lines, stored parameters, outputs, errors and events — goes through
-`mask` (or `mask_text`). Besides the value itself, its URL-encoded forms and its base64 forms
-are masked, the latter at the three byte alignments a value can have inside a longer encoded
-string (`Basic base64(user:token)`), in the standard and the URL-safe alphabets.
+`mask` (or `mask_text`). Besides the value itself, its URL-encoded forms (Python's, and the
+WHATWG URL standard's that httpx writes), its forms quoted in JSON text (escaped, with and
+without ASCII escapes: jsonb, JSON logs and response bodies) and in Python's repr (exception
+messages), and its base64 forms are masked, the latter at the three byte alignments a value can
+have inside a longer encoded string (`Basic base64(user:token)`), in the standard and the
+URL-safe alphabets.
+
+Only these forms of exact values are known, which is why templates may place a secret but never
+transform it (docs/security.md). Text that is cut to a length is masked before the cut (`cut`):
+a secret cut in half is no longer a form the masker finds.
 
 Before the first secret is revealed there is nothing to look for and `mask` returns its argument
 at once (one attribute test): the engine pays for masking only when secrets are in use.
@@ -13,6 +20,7 @@ at once (one attribute test): the engine pays for masking only when secrets are 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 from collections.abc import Mapping, MutableMapping
@@ -25,6 +33,12 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4
 # An encoded fragment shorter than this is too likely to occur by chance in unrelated text.
 _MIN_FRAGMENT_LENGTH = 6
+# The WHATWG URL standard's percent-encode sets (what httpx writes URLs with, in its errors and
+# log lines): printable ASCII outside the set stays as it is; the rest is percent-encoded.
+_QUERY_SET = frozenset(' "#<>')
+_PATH_SET = _QUERY_SET | frozenset("?`{}")
+_USERINFO_SET = _PATH_SET | frozenset("/:;=@[\\]^|")
+_URL_SETS = (_QUERY_SET, _PATH_SET, _USERINFO_SET)
 
 
 class Masker:
@@ -65,8 +79,15 @@ class Masker:
 
 
 def forms(value: str) -> set[str]:
-    """The forms of a secret that are masked: as is, URL-encoded, and base64 fragments."""
+    """The forms of a secret that are masked: as is, URL-encoded, quoted in JSON or by repr,
+    and base64 fragments."""
     found = {value, quote(value, safe=""), quote_plus(value), quote(value)}
+    found.update(_url_encoded(value, encoded) for encoded in _URL_SETS)
+    # Quoted, without the quotes: `a\"b` in JSON, `a\\b` in a repr, `\u00e9` or `\xe9` for é.
+    found.add(json.dumps(value)[1:-1])
+    found.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    found.add(repr(value)[1:-1])
+    found.add(ascii(value)[1:-1])
     raw = value.encode("utf-8")
     found.add(base64.b64encode(raw).decode("ascii"))
     found.add(base64.urlsafe_b64encode(raw).decode("ascii"))
@@ -83,13 +104,36 @@ def forms(value: str) -> set[str]:
     return {f for f in found if len(f) >= MIN_SECRET_LENGTH}
 
 
-def _masked(value: Any, pattern: re.Pattern[str]) -> Any:
+def _url_encoded(value: str, encoded: frozenset[str]) -> str:
+    """`value` percent-encoded as a URL part whose percent-encode set is `encoded`."""
+    return "".join(
+        char
+        if " " < char < "\x7f" and char not in encoded
+        else "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+        for char in value
+    )
+
+
+def cut(text: str, limit: int) -> str:
+    """The first `limit` characters of `text`, masked before the cut: a secret cut in half
+    would leave its first part in clear."""
+    return mask_text(text)[:limit]
+
+
+def _masked(value: Any, pattern: re.Pattern[str], objects: bool = False) -> Any:
     if isinstance(value, str):
         return pattern.sub(MASK, value) if pattern.search(value) else value
     if isinstance(value, Mapping):
-        return {_masked(k, pattern): _masked(v, pattern) for k, v in value.items()}
+        return {
+            _masked(k, pattern, objects): _masked(v, pattern, objects) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [_masked(item, pattern) for item in value]
+        return [_masked(item, pattern, objects) for item in value]
+    if objects and not isinstance(value, int | float | type(None)):
+        # A log renderer prints any other object by its repr (an exception, a URL): mask that.
+        shown = repr(value)
+        if pattern.search(shown):
+            return pattern.sub(MASK, shown)
     return value
 
 
@@ -103,8 +147,9 @@ mask_text = MASKER.mask_text
 def mask_log_event(
     logger: Any, method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor: mask secrets in every value of a log line."""
+    """A structlog processor: mask secrets in every value of a log line, and in the repr of
+    any other object it holds (which is how the renderers print those)."""
     if MASKER.pattern is None:
         return event
-    masked: MutableMapping[str, Any] = _masked(event, MASKER.pattern)
+    masked: MutableMapping[str, Any] = _masked(event, MASKER.pattern, objects=True)
     return masked

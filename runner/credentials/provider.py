@@ -9,6 +9,7 @@ masker in `runner.credentials.masking`), so it is masked wherever it would leave
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -35,6 +36,20 @@ class CredentialProvider:
         folder = secrets_dir if secrets_dir is not None else self._env.get("DWF_SECRETS_DIR")
         self.secrets_dir = Path(folder) if folder else None
         self.revealed: set[str] = set()
+        self._remember_configured()
+
+    def _remember_configured(self) -> None:
+        """Mask every configured value from the start, not only once revealed: a process that
+        never reads a secret (an API replica) may still be sent one (in a trigger payload)."""
+        for name, value in self._env.items():
+            if name.startswith("DWF_SECRET_") and value:
+                masking.remember(value)
+        if self.secrets_dir is not None and self.secrets_dir.is_dir():
+            for path in self.secrets_dir.iterdir():
+                if _NAME.match(path.name) and path.is_file():
+                    with contextlib.suppress(OSError, UnicodeDecodeError):
+                        text = path.read_text(encoding="utf-8")
+                        masking.remember(text[:-1] if text.endswith("\n") else text)
 
     def get(self, name: str) -> str:
         """The secret's value; MissingCredential names the variable and file that were tried."""

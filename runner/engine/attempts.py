@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import structlog
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -88,7 +89,8 @@ class NodeAttempts:
                 if problem is not None:
                     return problem
             context = dataclasses.replace(self.context, attempt=self.attempt)
-            return await self.call(context, state["parameters"])
+            with structlog.contextvars.bound_contextvars(attempt=self.attempt):
+                return await self.call(context, state["parameters"])
 
         if policy.max_attempts <= 1:  # nothing to retry: no tenacity machinery per node
             return self._final(await once(), policy.max_attempts)

@@ -88,10 +88,15 @@ class Conductor:
                 if found is None:
                     return None
                 row, definition, record = found
-            return await self._conduct(
-                row, definition, lease=claim.lease, signals=signals, node_slots=node_slots,
-                record=record,
-            )  # fmt: skip
+            # Every line logged while it runs (here, in its node tasks, which copy this
+            # context, in actions, in stdlib loggers such as httpx's) says which execution it
+            # is about and on whose behalf. Bindings nest: a child conducted inside this one
+            # gets its own ids, and ours are back once it returns.
+            with structlog.contextvars.bound_contextvars(**log_context(row)):
+                return await self._conduct(
+                    row, definition, lease=claim.lease, signals=signals,
+                    node_slots=node_slots, record=record,
+                )  # fmt: skip
         finally:
             self._signals.pop(claim.execution_id, None)
 
@@ -177,7 +182,7 @@ class Conductor:
             raise
 
     async def _fail_internally(self, row: ExecutionRow, lease: Lease, exc: Exception) -> None:
-        _log.exception("execution failed internally", executionId=str(row.execution_id))
+        _log.exception("execution failed internally")
         error = error_dict("InternalError", f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):
             async with self.db.connection() as conn:
@@ -244,6 +249,18 @@ class Conductor:
             raise Conflict(f"execution {execution_id} already ended {row.status}")
         self.request_cancel(execution_id)
         return row
+
+
+def log_context(row: ExecutionRow) -> dict[str, Any]:
+    """What every log line of an execution carries (`runner.logs`)."""
+    return {
+        "executionId": str(row.execution_id),
+        "workflowId": row.workflow_id,
+        "version": row.workflow_version,
+        "correlationId": row.correlation_id,
+        "tenant": row.tenant,
+        "principal": row.principal,
+    }
 
 
 async def request_cancel_in(conn: Connection, tenant: str, execution_id: uuid.UUID) -> bool:

@@ -105,12 +105,9 @@ class ExecutionRun:
         self.stopping = False  # cancelled or timed out: only wait for running nodes to end
         self.draining = False
         self.commit_lock = asyncio.Lock()
-        self.log = structlog.get_logger(__name__).bind(
-            executionId=str(row.execution_id),
-            workflowId=row.workflow_id,
-            version=row.workflow_version,
-            correlationId=row.correlation_id,
-        )
+        # The execution's identity is bound around the whole run by the conductor
+        # (`conductor.log_context`); lines about a node add nodeId and attempt.
+        self.log = structlog.get_logger(__name__)
         self.scope = ExecutionScope(row, settings, services.secrets)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -398,6 +395,9 @@ class ExecutionRun:
         self.to_spawn.clear()
 
     async def run_node(self, node_id: str, params: Any) -> None:
+        # Always a task of its own (`spawn`), with its own copy of the execution's log
+        # context: what its action, and httpx under it, logs also names the node.
+        structlog.contextvars.bind_contextvars(nodeId=node_id)
         node = self.workflow.node(node_id)
         key = self.keys.get(node_id)
         result: _Ended

@@ -5,8 +5,10 @@
     taken = scope.holds(entry, route)          # an edge condition, with `result` = entry
 
 The same names reach Jinja templates and JavaScript conditions: `trigger`, `event`, `vars`,
-`nodes` (finished nodes' {status, outputs, error, attempts}) and `execution`; templates also
-see `secrets`, conditions `result`. Limits come from the settings: the rendered size, and a
+`nodes` (finished nodes' {status, outputs, error, attempts}) and `execution`; templates of a
+node's `parameters` also see `secrets` (placed whole, never transformed: docs/security.md),
+conditions `result`. Secrets never reach vars, outputs, idempotency keys or conditions: those
+are stored, returned or decide routes. Limits come from the settings: the rendered size, and a
 condition's time and memory.
 """
 
@@ -20,6 +22,9 @@ from runner.engine import conditions, templates
 from runner.plan.compiler import Route
 from runner.settings import Settings
 from runner.store.executions import ExecutionRow
+
+#: The only rendered value whose templates read secrets: what an action receives (stored masked).
+SECRETS_PATH = "parameters"
 
 
 class ExecutionScope:
@@ -49,14 +54,15 @@ class ExecutionScope:
         self, value: Any, where: str, path: str, names: Mapping[str, Any] | None = None
     ) -> Any:
         """Render templates in `value` (in `names`, default the whole scope) under the size
-        cap; TemplateRenderError names `where` and the `path` inside it."""
+        cap; TemplateRenderError names `where` and the `path` inside it. Only `parameters`
+        read `{{ secrets.NAME }}`; anywhere else a template naming secrets is refused."""
         return templates.render_value(
             value,
             self.names() if names is None else names,
             where=where,
             path=path,
             max_bytes=self.settings.max_rendered_bytes,
-            secrets=self.secrets,  # `{{ secrets.X }}`
+            secrets=self.secrets if path == SECRETS_PATH else None,
         )
 
     def render_vars(self, variables: Any) -> Any:

@@ -4,6 +4,12 @@ A string that is exactly one `{{ expr }}` keeps the native type of its value; an
 renders to a string; a string without Jinja markup is returned untouched. Values read from the
 scope are data: they are converted to plain JSON data, never rendered as templates. A result
 Postgres could not store (a NUL or a lone surrogate in any string or key) is a render error.
+
+Secrets are placed, never transformed (`runner.spec.placement`, the analysis lint reports from):
+a template that uses one otherwise, or names `secrets` where the scope has none (vars, outputs,
+idempotency keys), is refused before anything of it runs, with a message naming the secret,
+never its value. The analysis is made once per template text, and only for a text that holds
+the word `secrets`: templates without secrets pay nothing.
 """
 
 from __future__ import annotations
@@ -13,13 +19,13 @@ import math
 import re
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 
 from runner.errors import MissingCredential, TemplateRenderError
-from runner.spec import expressions, limits, sandbox, storable
+from runner.spec import expressions, limits, placement, sandbox, storable
 from runner.spec.diagnostics import DocPath, format_path
 
 #: A render may take this long before it is stopped (counted at every loop step and call).
@@ -60,17 +66,30 @@ def render_value(
         return renderer.value(value, (path,) if isinstance(path, str) else path)
 
 
+class _Compiled(NamedTuple):
+    """A template ready to render: a lone `{{ expr }}` (native) or a whole template, and how
+    it uses secrets (None: it never names them)."""
+
+    native: bool
+    compiled: Any
+    secrets: placement.SecretUse | None
+
+
 @functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)
-def _compiled(text: str) -> tuple[bool, Any]:
-    """(native, compiled): a lone `{{ expr }}` as an expression, anything else as a template."""
+def _compiled(text: str) -> _Compiled:
+    """A lone `{{ expr }}` as an expression, anything else as a template; secret uses judged."""
     env = expressions.template_environment()
+    secrets = None
+    if placement.SECRETS in text:  # a cheap test: most templates never name secrets
+        secrets = placement.analyse(env.parse(text))
     single = _SINGLE_OUTPUT.fullmatch(text)
     if single is not None:
         try:
-            return True, env.compile_expression(single.group(1), undefined_to_none=False)
+            expression = env.compile_expression(single.group(1), undefined_to_none=False)
+            return _Compiled(True, expression, secrets)
         except TemplateSyntaxError:
             pass  # e.g. `{{ a }}-{{ b }}`: the template below says what it means
-    return False, env.from_string(text)
+    return _Compiled(False, env.from_string(text), secrets)
 
 
 class _Renderer:
@@ -128,7 +147,9 @@ class _Renderer:
 
     def template(self, text: str, path: DocPath) -> Any:
         try:
-            native, compiled = _compiled(text)
+            native, compiled, secrets = _compiled(text)
+            if secrets is not None:
+                self.check_secrets(secrets, path)
             if native:
                 return self.plain(compiled(self.scope), path, 0)
             parts = []
@@ -145,6 +166,18 @@ class _Renderer:
             raise self.error(path, str(exc)) from exc
         except Exception as exc:  # a template must never crash the engine: name it instead
             raise self.error(path, _cause(text, exc)) from exc
+
+    def check_secrets(self, use: placement.SecretUse, path: DocPath) -> None:
+        """Refuse a template that names secrets where there are none, or transforms one."""
+        if placement.SECRETS not in self.scope:
+            raise self.error(
+                path,
+                "`secrets` cannot be read here: secrets reach only a node's parameters, placed "
+                "whole as `{{ secrets.NAME }}` (vars, outputs and idempotency keys are stored "
+                "and read back)",
+            )
+        if use.problems:
+            raise self.error(path, use.problems[0])
 
     def plain(self, value: Any, path: DocPath, depth: int) -> Any:
         """A value computed by an expression as plain JSON data (a copy, never the scope's)."""

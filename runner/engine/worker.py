@@ -26,7 +26,7 @@ import uuid
 
 import structlog
 
-from runner.engine.conductor import Conductor
+from runner.engine.conductor import Conductor, log_context
 from runner.engine.requests import StartRequest
 from runner.engine.signals import PARKED, RELEASED
 from runner.errors import DatabaseUnavailable, LeaseLost, NotFound, StoreError
@@ -228,7 +228,12 @@ class Worker:
     ) -> str | None:
         """Conduct one claim; its outcome (PARKED, RELEASED, a status), None when it stopped
         early (dead-lettered, lease lost, crashed, or cancelled by shutdown)."""
-        log = self.log.bind(executionId=str(claim.execution_id), deliveries=claim.deliveries)
+        identity = (
+            log_context(claim.execution)
+            if claim.execution is not None
+            else {"executionId": str(claim.execution_id)}
+        )
+        log = self.log.bind(deliveries=claim.deliveries, **identity)
         released = False
         try:
             if claim.deliveries > self.settings.max_deliveries:
@@ -238,8 +243,6 @@ class Worker:
             if result == RELEASED:
                 await self._release(claim)
                 released = True
-            elif result == PARKED:
-                log.info("execution parked")
             return result
         except LeaseLost:
             log.warning("lease lost: another worker runs this execution now")

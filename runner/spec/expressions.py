@@ -22,10 +22,16 @@ from runner.spec.model import WebhookTrigger, Workflow
 if TYPE_CHECKING:
     from runner.spec.sandbox import BoundedEnvironment
 
-#: Top-level names a template in parameters, idempotencyKey or outputs may read.
+#: Top-level names a template in a node's parameters may read. Only there are secrets placed
+#: (`runner.spec.placement`): what an action receives is stored masked, and the action uses it.
 TEMPLATE_SCOPE = ("trigger", "event", "vars", "nodes", "execution", "secrets")
-#: Top-level names a template in `vars` may read: vars render once, before any node ran.
-VARS_SCOPE = ("trigger", "event", "execution", "secrets")
+#: Top-level names a template in `outputs` or an `idempotencyKey` may read: both are kept and
+#: read back (outputs returned to callers and parents, keys stored with resource links), so no
+#: secrets.
+STORED_SCOPE = ("trigger", "event", "vars", "nodes", "execution")
+#: Top-level names a template in `vars` may read: vars render once, before any node ran, and
+#: are stored, so no secrets either.
+VARS_SCOPE = ("trigger", "event", "execution")
 _TEMPLATE_CACHE_SIZE = 8192
 # `nodes.items` is the node `items` when the workflow has one (a key wins over a method, as the
 # sandbox renders it), else the dict method: which one is known only with the workflow.
@@ -36,6 +42,7 @@ _SCALARS = (int, float, bool, type(None))
 _NAME_HINTS = {
     "result": "`result` exists only in edge conditions; templates read nodes['<id>']",
 }
+_SECRETS = "secrets"
 
 
 # --- Templates ----------------------------------------------------------------------------------
@@ -67,6 +74,10 @@ class TemplateInfo:
     #: `nodes.get`, `vars.items`: ("nodes" | "vars", name) read through a name that is also a
     #: dict method; a key of that name, if the workflow has one, is what they read.
     method_reads: tuple[tuple[str, str], ...] = ()
+    #: Whether the template names `secrets` at all (even a name it assigns itself), and each
+    #: of its uses that is not a whole placement (`runner.spec.placement`).
+    reads_secrets: bool = False
+    secret_problems: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=_TEMPLATE_CACHE_SIZE)
@@ -92,7 +103,8 @@ _FIRST_ACCESS = re.compile(rf"\s*(?:\.\s*({_PLAIN_NAME})|{_PLAIN_KEY})")
 
 def _simple_template(text: str) -> TemplateInfo | None:
     """The analysis of a template made only of text and `{{ path }}` outputs; None otherwise."""
-    if "{%" in text or "{#" in text:
+    # Secrets are judged by one analysis of the parsed template, lint's and the engine's.
+    if "{%" in text or "{#" in text or _SECRETS in text:
         return None
     names: set[str] = set()
     node_refs: dict[str, None] = {}
@@ -162,6 +174,8 @@ def _walk_template(ast: Any, env: BoundedEnvironment) -> TemplateInfo:
     """One pass over the AST; names assigned anywhere in the template count as declared."""
     from jinja2 import nodes
 
+    from runner.spec import placement
+
     loaded: set[str] = set()
     declared: set[str] = set(env.globals)
     unknown: list[str] = []
@@ -218,6 +232,7 @@ def _walk_template(ast: Any, env: BoundedEnvironment) -> TemplateInfo:
             declared.add(node.target)
         elif isinstance(node, nodes.FromImport):
             declared.update(n if isinstance(n, str) else n[1] for n in node.names)
+    secrets = placement.analyse(ast)
     return TemplateInfo(
         unknown_callables=tuple(dict.fromkeys(unknown)),
         names=frozenset(loaded - declared),
@@ -225,6 +240,8 @@ def _walk_template(ast: Any, env: BoundedEnvironment) -> TemplateInfo:
         var_refs=frozenset(var_refs),
         reads_all_vars=any(name_id not in literal_reads for name_id in vars_names),
         method_reads=tuple(method_reads),
+        reads_secrets=secrets is not None,
+        secret_problems=secrets.problems if secrets is not None else (),
     )
 
 
@@ -251,6 +268,9 @@ class _Reader:
     kind: _ReaderKind
     node: str = ""
     in_vars: bool = False
+    #: The names its templates may read, and what it is called in a message about secrets.
+    scope: tuple[str, ...] = TEMPLATE_SCOPE
+    place: str = "node parameters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +307,13 @@ class _Scan:
     ) -> None:
         info = analyse_template(text)
         # Formatted only when a message may need it: most templates produce none.
-        needs_label = info.error or info.unknown_callables or info.names or info.node_refs
+        needs_label = (
+            info.error
+            or info.unknown_callables
+            or info.names
+            or info.node_refs
+            or info.reads_secrets
+        )
         label = _describe(base, sub) if needs_label else base
         if info.error is not None:
             self.findings.append(
@@ -296,9 +322,16 @@ class _Scan:
             return
         for problem in info.unknown_callables:
             self.findings.append(Finding("template-syntax", f"{label}: {problem}", path))
-        scope = VARS_SCOPE if reader.in_vars else TEMPLATE_SCOPE
-        for name in sorted(info.names.difference(scope)):
-            message = _unknown_name(label, name, scope, reader.in_vars)
+        scope = reader.scope
+        unknown = info.names.difference(scope)
+        if info.reads_secrets:
+            if _SECRETS not in scope:
+                # Even a `secrets` the template assigns itself: the engine refuses it the same.
+                unknown |= {_SECRETS}
+            for problem in info.secret_problems if _SECRETS in scope else ():
+                self.findings.append(Finding("secret-transformed", f"{label}: {problem}", path))
+        for name in sorted(unknown):
+            message = _unknown_name(label, name, scope, reader)
             self.findings.append(Finding("template-unknown-name", message, path))
         self.var_reads |= info.var_refs
         self.reads_all_vars = self.reads_all_vars or info.reads_all_vars
@@ -328,6 +361,16 @@ class _Scan:
         if info.error is not None:
             self.findings.append(Finding("condition-syntax", f"{label}: {info.error}", path))
             return
+        if _SECRETS in source:  # the cheap test first: placement imports jinja2
+            from runner.spec import placement
+
+            if placement.condition_reads_secrets(source):
+                message = (
+                    f"{label} reads `secrets`, but secrets never reach conditions (a condition "
+                    f"on a secret tells its value away); {placement.ALLOWED}, in a node's "
+                    "parameters"
+                )
+                self.findings.append(Finding("secret-transformed", message, path))
         self.var_reads |= info.var_refs
         self.reads_all_vars = self.reads_all_vars or info.reads_all_vars
         node_refs = info.node_refs + self.method_keys(info.method_reads)
@@ -393,8 +436,15 @@ def _describe(base: str, sub: DocPath) -> str:
     return f"{base} `{format_path(sub)}`" if sub else base
 
 
-def _unknown_name(label: str, name: str, scope: tuple[str, ...], in_vars: bool) -> str:
+def _unknown_name(label: str, name: str, scope: tuple[str, ...], reader: _Reader) -> str:
     valid = ", ".join(scope)
+    in_vars = reader.in_vars
+    if name == _SECRETS:
+        return (
+            f"{label} reads `secrets`, but secrets never reach {reader.place}, which are stored "
+            "and read back; a secret may only be placed whole, as `{{ secrets.NAME }}`, in the "
+            f"parameters of the node that needs it (valid names here: {valid})"
+        )
     if in_vars and name == "nodes":
         return (
             f"{label} reads `nodes`, but vars are rendered once when the execution starts, before "
@@ -436,7 +486,8 @@ def _upstream_problem(
 
 
 def check(workflow: Workflow) -> list[Finding]:
-    """Templates and conditions: syntax, names in scope, node references and unused vars."""
+    """Templates and conditions: syntax, names in scope, secrets only placed, node references
+    and unused vars."""
     scan = _Scan(workflow)
     for i, node in enumerate(workflow.nodes):
         reader = _Reader("node", node.id)
@@ -445,15 +496,18 @@ def check(workflow: Workflow) -> list[Finding]:
         )
         if node.idempotency_key is not None and is_template(node.idempotency_key):
             label = f"node `{node.id}` idempotencyKey"
-            scan.template(node.idempotency_key, ("nodes", i, "idempotencyKey"), label, reader)
+            key_reader = _Reader("node", node.id, scope=STORED_SCOPE, place="idempotency keys")
+            scan.template(node.idempotency_key, ("nodes", i, "idempotencyKey"), label, key_reader)
         edge_reader = _Reader("edge", node.id)
         for j, edge in enumerate(node.edges):
             if edge.condition is not None:
                 label = f"node `{node.id}` edge {j} (to `{edge.target_node}`) condition"
                 path: DocPath = ("nodes", i, "edges", j, "condition")
                 scan.condition(edge.condition, path, label, edge_reader)
-    scan.templates(workflow.vars, ("vars",), "vars", _Reader("any", in_vars=True))
-    scan.templates(workflow.outputs, ("outputs",), "output", _Reader("any"))
+    vars_reader = _Reader("any", in_vars=True, scope=VARS_SCOPE, place="vars")
+    scan.templates(workflow.vars, ("vars",), "vars", vars_reader)
+    outputs_reader = _Reader("any", scope=STORED_SCOPE, place="workflow outputs")
+    scan.templates(workflow.outputs, ("outputs",), "output", outputs_reader)
     for k, trigger in enumerate(workflow.triggers):
         if isinstance(trigger, WebhookTrigger) and trigger.activation_condition is not None:
             label = f"trigger `{trigger.id}` activationCondition"

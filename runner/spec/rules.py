@@ -83,6 +83,12 @@ _RULES = (
         "error",
         "A template reads a top-level name outside the expression scope.",
     ),
+    Rule(
+        "secret-transformed",
+        "error",
+        "A secret is used other than placed whole as `{{ secrets.NAME }}` (a filter, method, "
+        "slice, operator, loop, test or condition on it).",
+    ),
     Rule("condition-syntax", "error", "A JavaScript condition does not compile."),
     Rule(
         "unknown-node-reference",

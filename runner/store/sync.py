@@ -149,10 +149,14 @@ async def finish_run(
 
 
 async def recent_runs(conn: Connection, tenant: str, limit: int = 20) -> list[SyncRunRow]:
-    """The tenant's latest sync runs, newest first."""
+    """The tenant's latest sync runs, newest first: those of a runner of that tenant, and those
+    that wrote into it (a repository whose dwf.yaml names it)."""
     cur = await conn.execute(
-        "SELECT * FROM sync_runs WHERE tenant = %s ORDER BY sync_id DESC LIMIT %s",
-        (tenant, limit),
+        """
+        SELECT * FROM sync_runs WHERE tenant = %s OR target_tenant = %s
+        ORDER BY sync_id DESC LIMIT %s
+        """,
+        (tenant, tenant, limit),
     )
     return [SyncRunRow.from_row(r) for r in await cur.fetchall()]
 

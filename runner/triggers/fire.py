@@ -3,9 +3,9 @@
 Every replica's scheduler fires every schedule. The first to insert the fire log row of
 (trigger, scheduled time) decides; in that same transaction it applies the overlap policy,
 starts the execution (request id `schedule:<trigger>:<scheduled time UTC>`, unique per
-workflow) with its queue row, and advances the trigger's cursor. The others find the row taken
-and do nothing. A crash before the commit leaves nothing, so another replica, or catch-up at the
-next start, still fires that time.
+workflow; principal `schedule:<trigger>`) with its queue row, and advances the trigger's
+cursor. The others find the row taken and do nothing. A crash before the commit leaves
+nothing, so another replica, or catch-up at the next start, still fires that time.
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ from runner.store.database import Database
 from runner.store.triggers import FireOutcome, TriggerRow
 from runner.triggers.catchup import Missed
 
-#: Who started a scheduled execution (`execution.principal`).
-SCHEDULER_PRINCIPAL = "system:scheduler"
-
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -39,6 +36,11 @@ class Decision:
 def utc_text(moment: datetime) -> str:
     """A time as UTC ISO 8601 to the second with a `Z`: `2026-03-29T01:00:00Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def principal(trigger_id: str) -> str:
+    """Who started a schedule's executions (`execution.principal`): `schedule:<triggerId>`."""
+    return f"schedule:{trigger_id}"
 
 
 def request_id(trigger_id: str, scheduled_at: datetime) -> str:
@@ -127,14 +129,14 @@ async def fire_many(
 
 
 def _start_request(trigger: TriggerRow, scheduled_at: datetime) -> StartRequest:
-    """The start of a schedule's fire: its payload, as the scheduler, at the scheduled time."""
+    """The start of a schedule's fire: its payload, as its trigger, at the scheduled time."""
     return StartRequest(
         workflow_id=trigger.workflow_id,
         trigger=trigger.config.get("payload") or {},
         trigger_type="schedule",
         trigger_id=trigger.trigger_id,
         request_id=request_id(trigger.trigger_id, scheduled_at),
-        principal=SCHEDULER_PRINCIPAL,
+        principal=principal(trigger.trigger_id),
         tenant=trigger.tenant,
         fired_at=scheduled_at,
     )

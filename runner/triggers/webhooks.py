@@ -52,8 +52,6 @@ from runner.triggers import signatures
 
 _log = structlog.get_logger(__name__)
 
-#: Who started an execution from a webhook (`execution.principal`).
-WEBHOOK_PRINCIPAL = "system:webhook"
 #: The one answer for every path that does not lead to an enabled hook of an Active workflow.
 NOT_FOUND = "no webhook is served at this path for this tenant"
 REFUSED = "the request's signature was refused"
@@ -134,7 +132,7 @@ class Webhooks:
                         trigger_type="webhook",
                         trigger_id=row.trigger_id,
                         request_id=_request_id(hook, headers),
-                        principal=WEBHOOK_PRINCIPAL,
+                        principal=principal(row.trigger_id),
                         tenant=row.tenant,
                         headers=headers,
                         query=query,
@@ -204,6 +202,11 @@ class Webhooks:
                 )
         except ConditionError as exc:
             raise WebhookRejected(422, "activation-failed", str(exc)) from exc
+
+
+def principal(trigger_id: str) -> str:
+    """Who started a webhook's executions (`execution.principal`): `webhook:<triggerId>`."""
+    return f"webhook:{trigger_id}"
 
 
 def _request_id(hook: WebhookTrigger, headers: Mapping[str, str]) -> str | None:

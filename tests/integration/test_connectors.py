@@ -647,12 +647,13 @@ async def test_secrets_resolve_in_templates_and_are_masked_when_stored(db, local
             node(
                 "a",
                 "core.echo",
-                {"message": "{{ secrets['api-key'] | length }} {{ secrets['api-key'] }}"},
+                {"message": "{{ trigger.n | length }} {{ secrets['api-key'] }}"},
             ),
         ),
+        trigger={"n": "abc"},
     )
-    assert doc["nodes"]["a"]["outputs"] == {"echo": f"{len(value)} ***"}
-    assert doc["attemptRows"][0].parameters_json == {"message": f"{len(value)} ***"}
+    assert doc["nodes"]["a"]["outputs"] == {"echo": "3 ***"}
+    assert doc["attemptRows"][0].parameters_json == {"message": "3 ***"}
 
 
 async def test_a_missing_secret_fails_the_node_naming_it(db, local):

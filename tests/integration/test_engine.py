@@ -520,9 +520,10 @@ async def test_every_transition_is_an_event(db, settings):
 
 
 async def test_log_lines_about_a_node_carry_the_execution_identity(db, settings):
+    import structlog
     from structlog.testing import capture_logs
 
-    with capture_logs() as logs:
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
         doc = await run(db, settings, workflow(echo("a")))
     node_lines = [entry for entry in logs if entry.get("nodeId") == "a"]
     assert node_lines, logs

@@ -179,7 +179,7 @@ def test_vars_may_not_read_nodes_and_say_why() -> None:
     assert finding.path == ("vars", "region")
     assert "vars `region` reads `nodes`" in finding.message
     assert "before any node has run" in finding.message
-    assert "trigger, event, execution, secrets" in finding.message
+    assert "trigger, event, execution" in finding.message
     assert not [f for f in findings if f.rule in ("unknown-node-reference", "node-not-upstream")]
 
 
@@ -190,12 +190,15 @@ def test_vars_may_not_read_vars() -> None:
     assert "cannot read each other" in finding.message
 
 
-def test_vars_may_read_trigger_event_execution_and_secrets() -> None:
+def test_vars_may_read_trigger_event_and_execution() -> None:
     wf = workflow(
-        vars={"a": "{{ trigger.x }}{{ event.type }}{{ execution.id }}{{ secrets.k }}"},
+        vars={"a": "{{ trigger.x }}{{ event.type }}{{ execution.id }}"},
         outputs={"a": "{{ vars.a }}"},
     )
     assert expressions.check(wf) == []
+    # Secrets are placed in node parameters only (tests/unit/test_secret_placement.py).
+    with_secret = workflow(vars={"a": "{{ secrets.k }}"}, outputs={"a": "{{ vars.a }}"})
+    assert [f.rule for f in expressions.check(with_secret)] == ["template-unknown-name"]
 
 
 # --- condition-syntax ---------------------------------------------------------------------------
