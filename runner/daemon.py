@@ -8,9 +8,10 @@
 
 It owns what a process has one of: the Settings, the Database, the action services (credential
 provider, the shared HTTP client), the writer of versions, the starts of executions, one
-Conductor, the webhooks, and the process's one replica name (leases, the fire log and sync runs
-all record it). Commands and routes take these from here and never build their own; a part
-used before `async with` or after it raises DaemonClosed.
+Conductor, the webhooks, the metrics (Prometheus, fed by wrappers and observers), the tracing
+(OpenTelemetry, from the OTEL_* variables), and the process's one replica name (leases, the
+fire log and sync runs all record it). Commands and routes take these from here and never build
+their own; a part used before `async with` or after it raises DaemonClosed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from runner.engine.signals import Observer
 from runner.engine.starts import Starts
 from runner.engine.worker import Worker
 from runner.errors import ActionRegistryError, DaemonClosed, StoreError
+from runner.observability.metrics import Metrics
+from runner.observability.tracing import Tracing
 from runner.settings import Settings
 from runner.store import catalog
 from runner.store.database import Database
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
     from runner.triggers.scheduler import Scheduler
 
 _log = structlog.get_logger(__name__)
-_PARTS = ("db", "services", "starts", "conductor", "versions", "webhooks")
+_PARTS = ("db", "services", "starts", "conductor", "versions", "webhooks", "metrics", "tracing")
 
 ROLES = ("api", "worker", "sync", "scheduler")
 #: At shutdown a sync in progress gets this long to finish before it is cancelled.
@@ -73,6 +76,8 @@ class Daemon:
     conductor: Conductor  # conducts the executions this process claims; cancels any
     versions: Versions  # the one writer of workflow versions
     webhooks: Webhooks  # turns signed deliveries into executions
+    metrics: Metrics  # Prometheus: fed by wrappers and observers, read by /metrics
+    tracing: Tracing  # OpenTelemetry spans per execution and attempt (OTEL_*: none by default)
 
     def __init__(
         self,
@@ -81,10 +86,12 @@ class Daemon:
         database: Database | None = None,
         migrate: bool = True,
         observer: Observer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.replica = replica_name()
         self._given_database, self._migrate, self._observer = database, migrate, observer
+        self._given_tracing = tracing  # a test's in-memory exporter; else from OTEL_*
         self._stack: contextlib.AsyncExitStack | None = None
 
     if not TYPE_CHECKING:  # hidden from the type checker, which then still flags typos
@@ -100,6 +107,10 @@ class Daemon:
 
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
+            traced = self._given_tracing
+            if traced is None:  # a bad OTEL_TRACES_EXPORTER stops here, before any opening
+                traced = Tracing.from_environment()
+                stack.push_async_callback(traced.aclose)
             db = self._given_database
             if db is None:
                 db = await stack.enter_async_context(
@@ -109,9 +120,13 @@ class Daemon:
             stack.push_async_callback(services.aclose)
             starts = Starts(db, self.settings, Definitions())
             self.db, self.services, self.starts, self.versions = db, services, starts, Versions(db)
+            self.metrics = metrics = Metrics(db, tenant=self.settings.tenant)
+            self.tracing = traced
             self.conductor = Conductor(
-                db, self.settings, starts=starts, services=services, observer=self._observer
-            )
+                db, self.settings, starts=starts, services=services, observer=self._observer,
+                wrappers=[*traced.wrappers, metrics.attempts],
+                execution_wrappers=[traced.executions, metrics.executions],
+            )  # fmt: skip
             self.webhooks = Webhooks(
                 db, starts, self.settings, services.credentials, replica=self.replica
             )
@@ -138,13 +153,17 @@ class Daemon:
         """The scheduler of schedule triggers."""
         from runner.triggers.scheduler import Scheduler  # APScheduler: only where it runs
 
-        return Scheduler(self.db, self.starts, self.settings, replica=self.replica)
+        return Scheduler(
+            self.db, self.starts, self.settings, replica=self.replica, on_fire=self.metrics.fire
+        )
 
     def syncer(self) -> Syncer:
         """The GitOps sync of the settings' repository (SourceError when none is set)."""
         from runner.sync.apply import syncer_for  # git and lint machinery: only when syncing
 
-        return syncer_for(self.db, self.settings, replica=self.replica)
+        return syncer_for(
+            self.db, self.settings, replica=self.replica, on_run=self.metrics.sync_run
+        )
 
     # -- ways to run ----------------------------------------------------------------------------
 

@@ -97,14 +97,18 @@ class ActionContext:
     services: ActionServices
     attempt: int = 1
     correlation_id: str | None = None
+    #: The node's action type (`core.http`): what metrics and traces label an attempt with.
+    action_type: str | None = None
 
     def outbound_headers(self) -> dict[str, str]:
-        """Headers every outbound call carries: the execution's correlation id."""
-        if not self.correlation_id:
-            return {}
-        from runner.actions.services import CORRELATION_HEADER
+        """Headers every outbound call carries: the execution's correlation id, and the W3C
+        trace context (`traceparent`: the attempt's span, when traces are recorded)."""
+        from runner.actions.services import CORRELATION_HEADER, trace_headers
 
-        return {CORRELATION_HEADER: self.correlation_id}
+        headers = trace_headers()
+        if self.correlation_id:
+            headers[CORRELATION_HEADER] = self.correlation_id
+        return headers
 
 
 class Action(ABC):

@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 CORRELATION_HEADER = "X-Correlation-Id"
 
 
+def trace_headers() -> dict[str, str]:
+    """The W3C trace context of the current span as headers (`traceparent`, `tracestate`):
+    while an action runs, its attempt's span, or the trace its execution was started in
+    (`runner.observability.tracing`); {} when there is none."""
+    # Imported here: `dwf lint` loads the actions and needs no tracing.
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    headers: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(headers)
+    return headers
+
+
 class TemplateSecrets:
     """`secrets` in templates: `secrets.NAME` or `secrets['slack-token']` reads through the
     provider (MissingCredential names the secret). Templates may only place a secret whole

@@ -32,6 +32,7 @@ ROLES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/v1/workflows"): VIEWER,
     ("GET", "/api/v1/workflows/{workflowId}"): VIEWER,
     ("GET", "/api/v1/workflows/{workflowId}/versions"): VIEWER,
+    ("GET", "/api/v1/workflows/{workflowId}/versions/{version}"): VIEWER,
     ("GET", "/api/v1/workflows/{workflowId}/triggers"): VIEWER,
     ("GET", "/api/v1/workflows/{workflowId}/triggers/{triggerId}/fires"): VIEWER,
     ("GET", "/api/v1/executions"): VIEWER,
@@ -49,6 +50,9 @@ ROLES: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/v1/hooks/{tenant}/{path:path}"): PUBLIC,  # webhooks: their HMAC signature
     ("GET", "/health"): PUBLIC,
     ("GET", "/ready"): PUBLIC,
+    ("GET", "/metrics"): ADMIN,  # Prometheus: counts of every tenant
+    ("GET", "/ui"): PUBLIC,  # the web UI's files: no data (that comes from /api/v1)
+    ("GET", "/ui/{path:path}"): PUBLIC,
 }
 SCHEME = "bearer"
 _UNSET = object()

@@ -28,8 +28,10 @@ from runner.api import (
     problems,
     ratelimit,
     triggers,
+    ui,
     workflows,
 )  # fmt: skip
+from runner.api import metrics as metrics_api
 from runner.api import sync as sync_api
 from runner.api.state import Parts
 
@@ -71,7 +73,10 @@ def create_app(
     openapi.install(app, API_PREFIX)
     ratelimit.install(app, parts.settings)
     app.include_router(health.router)
+    app.include_router(ui.router)  # the web UI's files (public: they hold no data)
+    app.include_router(metrics_api.router)  # Prometheus, outside /api/v1
     app.add_middleware(limits.BodyLimit, max_bytes=parts.settings.max_body_bytes)
+    app.add_middleware(metrics_api.HookResponses)  # outermost: counts every webhook answer
     # Who calls is checked before all of this, by each route (`access.GuardedRoute`).
     checks = [Depends(inputs.refuse_unstorable_text)]
     routers = [
@@ -79,7 +84,10 @@ def create_app(
     ]
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=checks)
-    mounted = [("", health.router), *((API_PREFIX, r) for r in routers)]
+    mounted = [
+        ("", health.router), ("", ui.router), ("", metrics_api.router),
+        *((API_PREFIX, r) for r in routers),
+    ]  # fmt: skip
     access.install(app, mounted, guard)
     problems.record_methods(app, mounted)
     return app

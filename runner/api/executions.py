@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from pydantic import AwareDatetime, BeforeValidator
 
 from runner.api import models, problems, ratelimit
 from runner.api.access import GuardedRoute, IdentityDep
@@ -14,6 +16,7 @@ from runner.auth.identity import Identity
 from runner.engine import summary
 from runner.engine.requests import StartRequest
 from runner.errors import InvalidField, InvalidRequest, NotActive, NotFound
+from runner.observability import tracing
 from runner.store import executions
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 50
@@ -82,6 +85,9 @@ async def execute(
     body = body or models.ExecuteBody()
     request_id = body.request_id or header_request_id or None
     principal = _principal(identity, body.principal)
+    # A caller's W3C trace context: the execution's spans join its trace (an invalid one is
+    # ignored, as W3C says).
+    traceparent, tracestate = tracing.incoming(request.headers)
     try:
         row, created = await starts.start(
             StartRequest(
@@ -95,6 +101,8 @@ async def execute(
                 correlation_id=correlation_id or None,
                 headers=dict(request.headers),
                 query=dict(request.query_params),
+                traceparent=traceparent,
+                tracestate=tracestate,
             )
         )
     except InvalidRequest as exc:
@@ -109,6 +117,19 @@ async def execute(
     response.headers["Location"] = url
     response.headers["X-Correlation-Id"] = row.correlation_id
     return models.Accepted(execution_id=str(row.execution_id), status=row.status, status_url=url)
+
+
+def _iso_only(value: object) -> object:
+    """Refuse what pydantic would also read as a time but the document's `date-time` is not:
+    a number of seconds (`0.5`)."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date-time with a zone, e.g. 2026-12-04T10:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+#: A time in a query: ISO 8601 with a zone (`format: date-time`), nothing else.
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
 def _principal(identity: Identity, given: str | None) -> str:
@@ -168,12 +189,28 @@ async def list_executions(
         str | None,
         Query(max_length=1000, description="The `nextCursor` of the previous page."),
     ] = None,
+    created_after: Annotated[
+        IsoTime | None,
+        Query(alias="createdAfter", description="Only those created at or after this time."),
+    ] = None,
+    created_before: Annotated[
+        IsoTime | None,
+        Query(alias="createdBefore", description="Only those created before this time."),
+    ] = None,
 ) -> dict[str, Any]:
-    """Executions, newest first, a page at a time (keyset pagination: stable under inserts)."""
+    """Executions, newest first, a page at a time (keyset pagination: stable under inserts),
+    optionally within a time range of creation (ISO 8601 with a zone)."""
     async with db.connection() as conn:
         try:
             rows, next_cursor = await executions.list_page(
-                conn, tenant, workflow_id=workflow_id, status=status, limit=limit, cursor=cursor
+                conn,
+                tenant,
+                workflow_id=workflow_id,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+                created_after=created_after,
+                created_before=created_before,
             )
         except ValueError as exc:  # the only ValueError it raises: a cursor not of ours
             raise InvalidField("query.cursor", str(exc)) from exc

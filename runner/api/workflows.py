@@ -24,6 +24,8 @@ from runner.store.database import Connection
 from runner.store.workflows import DefinitionRow, WorkflowRow
 
 MAX_LIMIT, DEFAULT_LIMIT = 500, 100
+#: Versions are a Postgres `integer`: a larger number is a 422, not a database error.
+MAX_VERSION = 2**31 - 1
 
 router = APIRouter(tags=["workflows"], route_class=GuardedRoute)
 
@@ -131,6 +133,27 @@ async def list_versions(db: DatabaseDep, tenant: TenantDep, workflow_id: Workflo
         row = await _get(conn, tenant, workflow_id)
         found = await workflows.versions(conn, tenant, workflow_id)
     return {"items": [_version(v, row.current_version) for v in found]}
+
+
+@router.get(
+    "/workflows/{workflowId}/versions/{version}",
+    summary="One version of a workflow, with its definition",
+    responses=problems.documented(404, 422),
+)
+async def get_version(
+    db: DatabaseDep,
+    tenant: TenantDep,
+    workflow_id: WorkflowId,
+    version: Annotated[
+        int, Path(ge=1, le=MAX_VERSION, description="The version number (1, 2, …).")
+    ],
+) -> Any:
+    """The version's checksum, source and definition: what an execution of it ran (the web UI
+    draws an old execution's graph from it). 404 when the workflow or version does not exist."""
+    async with db.connection() as conn:
+        row = await _get(conn, tenant, workflow_id)
+        found = await workflows.get_definition(conn, tenant, workflow_id, version)
+    return _version(found, row.current_version) | {"definition": found.definition}
 
 
 @router.post(

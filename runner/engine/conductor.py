@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -31,6 +32,7 @@ from runner.engine.run import ExecutionRun
 from runner.engine.signals import Observer, Signals
 from runner.engine.starts import Starts
 from runner.errors import Conflict, DatabaseUnavailable, LeaseLost, NotFound
+from runner.observability import tracing
 from runner.settings import Settings
 from runner.spec.model import Node
 from runner.store import batch as batch_store
@@ -42,6 +44,11 @@ from runner.store.queue import Claim
 from runner.store.workflows import DefinitionRow
 
 _log = structlog.get_logger(__name__)
+
+#: Conducting one claimed execution (its row) to its outcome, PARKED, RELEASED or None; what an
+#: `ExecutionWrapper` wraps (metrics), as `actions.calls.Wrapper` wraps an action call.
+ExecutionCall = Callable[[ExecutionRow], Awaitable[str | None]]
+ExecutionWrapper = Callable[[ExecutionCall], ExecutionCall]
 
 
 class Conductor:
@@ -56,6 +63,7 @@ class Conductor:
         services: ActionServices | None = None,
         wrappers: Sequence[Wrapper] = (),
         observer: Observer | None = None,
+        execution_wrappers: Sequence[ExecutionWrapper] = (),
     ) -> None:
         self.db, self.settings, self.observer = db, settings, observer
         self.starts = starts or Starts(db, settings, Definitions())
@@ -63,6 +71,8 @@ class Conductor:
         self.services = services or ActionServices(settings)
         #: Wrappers around every action call, outermost first (tracing, metrics: #12).
         self.wrappers = tuple(wrappers)
+        #: Wrappers around the conduct of each execution, outermost first (metrics).
+        self.execution_wrappers = tuple(execution_wrappers)
         self._signals: dict[uuid.UUID, Signals] = {}
 
     async def conduct(
@@ -93,7 +103,7 @@ class Conductor:
             # is about and on whose behalf. Bindings nest: a child conducted inside this one
             # gets its own ids, and ours are back once it returns.
             with structlog.contextvars.bound_contextvars(**log_context(row)):
-                return await self._conduct(
+                return await self._wrapped(
                     row, definition, lease=claim.lease, signals=signals,
                     node_slots=node_slots, record=record,
                 )  # fmt: skip
@@ -137,6 +147,15 @@ class Conductor:
                 {node: child for node, child in kids.items() if node is not None},
             )
         return row, definition, record
+
+    async def _wrapped(
+        self, row: ExecutionRow, definition: DefinitionRow, **conduct: Any
+    ) -> str | None:
+        """`_conduct` inside the execution wrappers, the first of them outermost."""
+        call: ExecutionCall = functools.partial(self._conduct, definition=definition, **conduct)
+        for wrap in reversed(self.execution_wrappers):
+            call = wrap(call)
+        return await call(row)
 
     async def _conduct(
         self,
@@ -204,26 +223,30 @@ class Conductor:
     async def start_child(
         self, parent: ExecutionRow, node: Node, parameters: Mapping[str, Any]
     ) -> ExecutionRow:
-        """Start a subworkflow node's child execution (the same one again on a re-attempt)."""
+        """Start a subworkflow node's child execution (the same one again on a re-attempt),
+        in the trace context of the node's attempt span."""
         assert node.workflow_id is not None
-        request = StartRequest(
-            workflow_id=node.workflow_id,
-            version=node.version,
-            trigger=parameters,
-            trigger_type="subworkflow",
-            trigger_id=node.id,
-            request_id=f"subworkflow:{parent.execution_id}:{node.id}",
-            principal=parent.principal,
-            tenant=parent.tenant,
-            correlation_id=parent.correlation_id,
-            parent_execution_id=parent.execution_id,
-            parent_node_id=node.id,
-            depth=parent.depth + 1,
-        )
-        # Its request id makes a repeat find the child the first try may have started.
-        row, _ = await self.db.retrying(
-            lambda: self.starts.start(request), seconds=self.settings.transition_retry_seconds
-        )
+        with tracing.subworkflow_attempt(parent, node) as (traceparent, tracestate):
+            request = StartRequest(
+                workflow_id=node.workflow_id,
+                version=node.version,
+                trigger=parameters,
+                trigger_type="subworkflow",
+                trigger_id=node.id,
+                request_id=f"subworkflow:{parent.execution_id}:{node.id}",
+                principal=parent.principal,
+                tenant=parent.tenant,
+                correlation_id=parent.correlation_id,
+                parent_execution_id=parent.execution_id,
+                parent_node_id=node.id,
+                depth=parent.depth + 1,
+                traceparent=traceparent,
+                tracestate=tracestate,
+            )
+            # Its request id makes a repeat find the child the first try may have started.
+            row, _ = await self.db.retrying(
+                lambda: self.starts.start(request), seconds=self.settings.transition_retry_seconds
+            )
         return row
 
     def request_cancel(self, execution_id: uuid.UUID) -> None:

@@ -45,6 +45,10 @@ class StartRequest:
     depth: int = 0
     #: `event.firedAt`; a schedule gives its scheduled time (default: now).
     fired_at: datetime | None = None
+    #: The W3C trace context it is started in, normalised (`observability.tracing.incoming`):
+    #: the caller's, or a subworkflow node's attempt span. Stored with the execution.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 def visible_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -429,6 +429,7 @@ class ExecutionRun:
         context = ActionContext(
             str(row.execution_id), row.workflow_id, node.id,
             correlation_id=row.correlation_id, services=self.services,
+            action_type=node.action_type,
         )  # fmt: skip
         runner = NodeAttempts(
             node=node,

@@ -252,6 +252,8 @@ def _new_execution(
         parent_execution_id=request.parent_execution_id,
         parent_node_id=request.parent_node_id,
         depth=request.depth,
+        traceparent=request.traceparent,
+        tracestate=request.tracestate,
     )
 
 

@@ -206,6 +206,11 @@ class Database:
                 return await attempt()
         raise AssertionError("tenacity ends with a result or the last error")  # unreachable
 
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's measures now (psycopg_pool's `get_stats()`: `pool_size`, `pool_available`,
+        `pool_max`, `requests_waiting`, ...); `runner.store.gauges.pool` reads them."""
+        return self._require_open().get_stats()
+
     def _require_open(self) -> AsyncConnectionPool[Connection]:
         if self._pool is None:
             raise DatabaseClosed(

@@ -47,6 +47,9 @@ class ExecutionRow(FromRow):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested_at: datetime | None
+    #: The W3C trace context it was started in (`runner.observability.tracing`); None: none.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,8 @@ class NewExecution:
     parent_execution_id: uuid.UUID | None = None
     parent_node_id: str | None = None
     depth: int = 0
+    traceparent: str | None = None
+    tracestate: str | None = None
     execution_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -222,8 +227,11 @@ async def list_page(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> tuple[list[ExecutionRow], str | None]:
-    """A page of executions, newest first, and the cursor of the next page (None at the end)."""
+    """A page of executions, newest first, and the cursor of the next page (None at the end);
+    only those created at or after `created_after` and before `created_before`, when given."""
     after_created, after_id = _decode_cursor(cursor) if cursor else (None, None)
     cur = await conn.execute(
         """
@@ -231,6 +239,8 @@ async def list_page(
         WHERE tenant = %(tenant)s
           AND (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s)
           AND (%(status)s::text IS NULL OR status = %(status)s)
+          AND (%(after)s::timestamptz IS NULL OR created_at >= %(after)s)
+          AND (%(before)s::timestamptz IS NULL OR created_at < %(before)s)
           -- Keyset pagination: stable under inserts, unlike OFFSET.
           AND (%(created)s::timestamptz IS NULL
                OR (created_at, execution_id) < (%(created)s, %(id)s::uuid))
@@ -241,6 +251,8 @@ async def list_page(
             "tenant": tenant,
             "workflow_id": workflow_id,
             "status": status,
+            "after": created_after,
+            "before": created_before,
             "created": after_created,
             "id": after_id,
             "limit": limit + 1,

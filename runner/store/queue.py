@@ -115,6 +115,8 @@ async def enqueue_many(
             ),
             "parent_node_id": new.parent_node_id,
             "depth": new.depth,
+            "traceparent": new.traceparent,
+            "tracestate": new.tracestate,
             "current": current,
         }
         for new, current in items
@@ -126,15 +128,16 @@ async def enqueue_many(
                 workflow_id text, workflow_version integer, request_id text,
                 correlation_id text, principal text, trigger_type text, trigger_id text,
                 trigger_payload jsonb, event jsonb, parent_execution_id uuid,
-                parent_node_id text, depth integer, current integer)
+                parent_node_id text, depth integer, traceparent text, tracestate text,
+                current integer)
         ), inserted AS (
             INSERT INTO workflow_executions (execution_id, tenant, workflow_id, workflow_version,
                 request_id, correlation_id, principal, trigger_type, trigger_id, trigger_payload,
-                event, parent_execution_id, parent_node_id, depth)
+                event, parent_execution_id, parent_node_id, depth, traceparent, tracestate)
             SELECT r.execution_id, r.tenant, r.workflow_id, r.workflow_version, r.request_id,
                 r.correlation_id, r.principal, r.trigger_type, r.trigger_id,
                 COALESCE(r.trigger_payload, '{}'), COALESCE(r.event, '{}'),
-                r.parent_execution_id, r.parent_node_id, r.depth
+                r.parent_execution_id, r.parent_node_id, r.depth, r.traceparent, r.tracestate
             FROM wanted r
             JOIN workflows w ON w.tenant = r.tenant AND w.workflow_id = r.workflow_id
             WHERE w.status = ANY(%(statuses)s)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,9 +55,11 @@ class Syncer:
         *,
         replica: str,
         jobs: int | None = None,
+        on_run: Callable[[store.SyncStatus], None] | None = None,
     ) -> None:
         self.db, self.settings, self.source = db, settings, source
         self.replica = replica
+        self.on_run = on_run  # told each run's status (metrics)
         self.jobs = jobs
         self.memo = check.new_memo()  # lint results by (path, blob, stamp): resyncs lint changes
 
@@ -87,9 +89,12 @@ class Syncer:
                     if done is not None:
                         return done
                 allow = self.settings.sync_allow_mass_delete
-                return await self._sync(
+                run = await self._sync(
                     reason, allow if allow_mass_delete is None else allow_mass_delete, lock_conn
                 )
+                if self.on_run is not None:
+                    self.on_run(run.status)
+                return run
             finally:
                 await store.unlock(lock_conn, tenant)
                 await lock_conn.commit()
@@ -368,15 +373,22 @@ async def preview(
     return changes, {k: v.definition for k, v in current.items()}
 
 
-def syncer_for(db: Database, settings: Settings, *, replica: str) -> Syncer:
-    """The syncer of the settings' repository, branch and folder (cache under the home)."""
+def syncer_for(
+    db: Database,
+    settings: Settings,
+    *,
+    replica: str,
+    on_run: Callable[[store.SyncStatus], None] | None = None,
+) -> Syncer:
+    """The syncer of the settings' repository, branch and folder (cache under the home);
+    `on_run` is told each run's status."""
     if not settings.sync_repo:
         raise SourceError("no repository to sync: pass --repo URL|PATH or set DWF_SYNC_REPO")
     source = GitSource(
         settings.sync_repo, settings.sync_branch, settings.sync_path,
         cache_root=settings.home / "git",
     )  # fmt: skip
-    return Syncer(db, settings, source, replica=replica)
+    return Syncer(db, settings, source, replica=replica, on_run=on_run)
 
 
 def run_document(run: store.SyncRunRow) -> dict[str, Any]:

@@ -53,6 +53,8 @@ FIRE_BATCH = 100
 FIRE_DRAINERS = 2
 #: How long a stopping scheduler waits for fires in flight.
 STOP_WAIT_SECONDS = 5.0
+#: Told of each decision this replica made: (outcome, scheduled time, how many times) (metrics).
+FireObserver = Callable[[str, datetime, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +108,10 @@ class Scheduler:
         settings: Settings,
         *,
         replica: str,
+        on_fire: FireObserver | None = None,
     ) -> None:
         self.db, self.starts, self.settings = db, starts, settings
-        self.replica = replica
+        self.replica, self.on_fire = replica, on_fire
         self.schedules: dict[str, Schedule] = {}
         self._aps: AsyncIOScheduler | None = None
         self._changed = asyncio.Event()
@@ -222,10 +225,11 @@ class Scheduler:
 
     async def _catch_up(self, schedule: Schedule, plan: catchup.CatchUpPlan) -> None:
         for missed in plan.missed:
-            await self._guard(
+            if await self._guard(
                 schedule,
                 fire.miss(self.db, schedule.row, missed, replica=self.replica),
-            )
+            ):
+                self._tell("missed", missed.last, missed.count)
         started: list[uuid.UUID] = []
         for scheduled_at in plan.fire:
             decision = await self._guard(
@@ -235,8 +239,10 @@ class Scheduler:
                     replica=self.replica, exclude=started,
                 ),
             )  # fmt: skip
-            if decision is not None and decision.execution_id is not None:
-                started.append(decision.execution_id)
+            if decision is not None:
+                self._tell(decision.outcome, scheduled_at)
+                if decision.execution_id is not None:
+                    started.append(decision.execution_id)
         self.log.info(
             "schedule caught up", workflowId=schedule.row.workflow_id,
             triggerId=schedule.row.trigger_id, fired=len(plan.fire),
@@ -271,7 +277,7 @@ class Scheduler:
                 f"due {late:.1f} s ago, later than misfireGraceTime "
                 f"({format_duration(schedule.grace)}): the scheduler was blocked or suspended"
             )
-            await self._guard(
+            if await self._guard(
                 schedule,
                 fire.miss(
                     self.db,
@@ -279,7 +285,8 @@ class Scheduler:
                     catchup.Missed(scheduled_at, scheduled_at, 1, reason),
                     replica=self.replica,
                 ),
-            )
+            ):
+                self._tell("missed", scheduled_at)
             return
         self._due_now.append((schedule, scheduled_at))
         if self._drainers < FIRE_DRAINERS:
@@ -334,6 +341,8 @@ class Scheduler:
     def _report_decision(
         self, schedule: Schedule, scheduled_at: datetime, decision: fire.Decision | None
     ) -> None:
+        if decision is not None:
+            self._tell(decision.outcome, scheduled_at)
         if decision is not None and decision.outcome != "fired":
             self.log.info(
                 f"schedule {decision.outcome}", workflowId=schedule.row.workflow_id,
@@ -362,6 +371,11 @@ class Scheduler:
                 continue
             self._report_decision(schedule, scheduled_at, decision)
             return
+
+    def _tell(self, outcome: str, scheduled_at: datetime, count: int = 1) -> None:
+        """Tell the observer (metrics) what this replica decided (not what another did)."""
+        if self.on_fire is not None:
+            self.on_fire(outcome, scheduled_at, count)
 
     async def _guard(self, schedule: Schedule, work: Awaitable[Any]) -> Any:
         """Run a catch-up or miss write; a database error marks the schedule for the next sync."""

@@ -41,6 +41,7 @@ from runner.errors import (
     NotFound,
     WebhookRejected,
 )
+from runner.observability import tracing
 from runner.settings import Settings
 from runner.spec import storable
 from runner.spec.diagnostics import format_path
@@ -105,6 +106,7 @@ class Webhooks:
     ) -> Delivery:
         """Handle one delivery (module docstring); WebhookRejected says how it was refused."""
         headers = {k.lower(): v for k, v in headers.items()}
+        traceparent, tracestate = tracing.incoming(headers)  # the sender's W3C trace context
         try:
             # One transaction from the routing to the start: one connection and one commit per
             # delivery; only checks without I/O run between its statements.
@@ -136,6 +138,8 @@ class Webhooks:
                         tenant=row.tenant,
                         headers=headers,
                         query=query,
+                        traceparent=traceparent,
+                        tracestate=tracestate,
                     ),
                     conn=conn,
                 )

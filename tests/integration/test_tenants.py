@@ -39,6 +39,9 @@ UNSCOPED = {
     ("GET", "/api/v1/executions"),
     ("GET", "/api/v1/sync"),
 }
+#: Routes naming no id whose answer belongs to the runner's own tenant (it spans every tenant):
+#: another tenant's caller gets 404, as for one of acme's ids.
+RUNNERS_OWN = {("GET", "/metrics")}
 
 
 def flow(
@@ -88,6 +91,7 @@ class World:
             "triggerId": "acme-only-nightly",
             "tenant": ACME,
             "path": "acme/private",
+            "version": "1",
         }
 
 
@@ -240,7 +244,7 @@ async def test_every_route_with_acme_ids_is_404_for_globex(world: World) -> None
     routes = guarded_routes(world)
     assert routes - UNSCOPED, "no route names an id"
     assert routes >= UNSCOPED, "a route this test lists is gone: update UNSCOPED"
-    unlisted = {r for r in routes if not re.search(r"\{\w+", r[1])} - UNSCOPED
+    unlisted = {r for r in routes if not re.search(r"\{\w+", r[1])} - UNSCOPED - RUNNERS_OWN
     assert not unlisted, f"routes naming no id, not covered here: {unlisted}"
     before = await acme_state(world)
     answered = {}

@@ -1,0 +1,1 @@
+"""What the runner tells about itself: Prometheus metrics (`metrics`), traces (`tracing`)."""
