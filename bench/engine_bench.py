@@ -54,6 +54,23 @@ def scratch_database(url: str | None) -> Iterator[str | None]:
             )
 
 
+@contextlib.contextmanager
+def bench_settings(url: str | None) -> Iterator[Settings]:
+    """Settings on a database of its own: a fresh one on the server of `url` (dropped afterwards),
+    or without `url` the embedded default in a temporary home (stopped afterwards)."""
+    with tempfile.TemporaryDirectory() as folder, scratch_database(url) as scratch:
+        home = Path(folder)
+        if scratch is not None:
+            yield Settings.from_env(database_url=scratch, home=home)
+            return
+        from runner.store import embedded
+
+        try:
+            yield Settings.from_env(database_url=embedded.embedded_url(home), home=home)
+        finally:
+            embedded.stop(home)
+
+
 def echo(node_id: str, *targets: str) -> dict[str, Any]:
     node: dict[str, Any] = {
         "id": node_id,

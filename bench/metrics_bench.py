@@ -20,7 +20,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import httpx
 import psycopg
 
 # bench/ is on sys.path when run as a script
-from engine_bench import echo, scratch_database, workflow
+from engine_bench import bench_settings, echo, workflow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -165,20 +164,8 @@ def main() -> None:
     logs.configure("json", "warning")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
-    with tempfile.TemporaryDirectory() as home, scratch_database(args.database_url) as scratch:
-        url = scratch
-        if url is None:
-            from runner.store import embedded
-
-            url = embedded.embedded_url(Path(home))
-        settings = Settings.from_env(database_url=url, home=Path(home))
-        try:
-            found = asyncio.run(measure(args, settings))
-        finally:
-            if args.database_url is None:
-                from runner.store import embedded
-
-                embedded.stop(Path(home))
+    with bench_settings(args.database_url) as settings:
+        found = asyncio.run(measure(args, settings))
     print(f"{found['executions']:,} executions ({args.pending:,} queued, "
           f"{args.running:,} running), "
           f"{sync_store.KEEP_RUNS} sync runs, written in {found['filled']:.1f} s")  # fmt: skip

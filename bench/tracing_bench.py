@@ -27,13 +27,11 @@ import functools
 import os
 import platform
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-from engine_bench import CHAIN, scratch_database
+from engine_bench import CHAIN, bench_settings
 
 from runner.actions.base import ActionContext, ActionResult
 from runner.actions.services import ActionServices
@@ -151,13 +149,8 @@ def main() -> None:
 
     logs.configure("json", "warning")  # as `dwf run` does
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
-    with tempfile.TemporaryDirectory() as home, scratch_database(args.database_url) as url:
-        settings = Settings.from_env(database_url=url, home=Path(home))
+    with bench_settings(args.database_url) as settings:
         times = asyncio.run(measure(settings, args.rounds))
-        if args.database_url is None:
-            from runner.store import embedded
-
-            embedded.stop(Path(home))
     print(f"100-node chain, {args.rounds} rounds, modes alternating:")
     report(times)
     costs = asyncio.run(wrapper_costs(settings))

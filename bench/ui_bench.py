@@ -27,13 +27,12 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 # bench/ is on sys.path when run as a script
-from engine_bench import scratch_database
+from engine_bench import bench_settings
 from queue_bench import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -250,19 +249,8 @@ def main() -> None:
     logs.configure("json", "warning")
     print(machine())
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
-    with tempfile.TemporaryDirectory() as home, scratch_database(args.database_url) as url:
-        if url is None:
-            from runner.store import embedded
-
-            url = embedded.embedded_url(Path(home))  # noqa: PLW2901  # the embedded default
-        settings = Settings.from_env(database_url=url, home=Path(home))
-        try:
-            ok = asyncio.run(bench(settings, args.runs))
-        finally:
-            if args.database_url is None:
-                from runner.store import embedded
-
-                embedded.stop(Path(home))
+    with bench_settings(args.database_url) as settings:
+        ok = asyncio.run(bench(settings, args.runs))
     print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
     sys.exit(0 if ok else 1)
 

@@ -13,13 +13,12 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 # bench/ is on sys.path when run as a script
-from engine_bench import scratch_database
+from engine_bench import bench_settings
 from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -111,20 +110,8 @@ def main() -> None:
 
     logs.configure("json", "warning")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as home, scratch_database(args.database_url) as scratch:
-        url = scratch
-        if url is None:
-            from runner.store import embedded
-
-            url = embedded.embedded_url(Path(home))
-        settings = Settings.from_env(database_url=url, home=Path(home))
-        try:
-            asyncio.run(shoot(settings, args.out))
-        finally:
-            if args.database_url is None:
-                from runner.store import embedded
-
-                embedded.stop(Path(home))
+    with bench_settings(args.database_url) as settings:
+        asyncio.run(shoot(settings, args.out))
     print(f"took {time.monotonic() - started:.1f} s")
 
 

@@ -54,6 +54,8 @@ CACHE_SECONDS = 60.0
 #: A tenant's name (as dwf.yaml's `tenant`).
 TENANT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 MAX_SUBJECT_LENGTH = 200
+#: The last second of the year 9999: a later `exp` is refused (no clock reaches it).
+MAX_TIME = 253_402_300_799
 #: A token longer than this is refused unread (headers are bounded anyway; this bounds work).
 MAX_TOKEN_LENGTH = 8192
 
@@ -153,8 +155,12 @@ class TokenVerifier:
             raise Unauthenticated(f"algorithm {header.get('alg')!r} is not allowed") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the token is not valid: {exc}") from None
+        expires = claims["exp"]
+        if isinstance(expires, bool) or not isinstance(expires, int | float) or expires > MAX_TIME:
+            # PyJWT compares any integer; a time past year 9999 is no time (nor a float).
+            raise Unauthenticated("the token's exp is not a time before the year 10000")
         identity = self._identity(claims)
-        self._remember(token, identity, float(claims["exp"]) + settings.jwt_leeway)
+        self._remember(token, identity, float(expires) + settings.jwt_leeway)
         return identity
 
     def _remember(self, token: str, identity: Identity, expires: float) -> None:

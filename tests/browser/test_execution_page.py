@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.browser.conftest import Console, Served
+from tests.documents import workflow
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -22,17 +23,6 @@ SECRET = "hunter2-do-not-show-me"
 
 def echo(node_id: str, message: str = "hi", **more: Any) -> dict[str, Any]:
     return {"id": node_id, "actionType": "core.echo", "parameters": {"message": message}} | more
-
-
-def workflow(workflow_id: str, *nodes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "dataworkflows/v1",
-        "kind": "Workflow",
-        "id": workflow_id,
-        "status": "active",
-        "startNode": nodes[0]["id"],
-        "nodes": list(nodes),
-    }
 
 
 def failing(node_id: str, mode: str, times: int, **more: Any) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from runner.cli.executions import cli_principal
 from runner.daemon import Daemon
 from runner.settings import Settings
 from tests import fakes
+from tests.documents import workflow
 from tests.e2e.test_serve import DWF, ROOT, STOP_SECONDS, Served, free_port, wait_for_health
-from tests.e2e.test_workers import workflow
 from tests.waiting import until_sync
 
 #: Not the default tenant, so a line that says `acme` got it from its execution.

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests import fakes
+from tests.documents import workflow
 from tests.e2e.test_run import dwf  # noqa: F401 (a fixture: the CLI against the test database)
 from tests.e2e.test_secrets import pg_dump
 from tests.e2e.test_serve import (
@@ -42,7 +43,6 @@ from tests.e2e.test_serve import (
     wait_for_health,
     wait_for_status,
 )
-from tests.e2e.test_workers import workflow
 from tests.unit.test_secret_placement import REFUSED, derived
 
 pytestmark = pytest.mark.slow

@@ -31,6 +31,7 @@ import pytest
 from runner.daemon import Daemon
 from runner.engine.requests import StartRequest
 from runner.store.executions import ExecutionRow
+from tests.documents import workflow
 from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -287,18 +288,6 @@ def subworkflow(node_id: str, workflow_id: str, *targets: str) -> dict[str, Any]
     if targets:
         node["edges"] = [{"targetNode": t} for t in targets]
     return node
-
-
-def workflow(workflow_id: str, *nodes: dict[str, Any], **top: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "dataworkflows/v1",
-        "kind": "Workflow",
-        "id": workflow_id,
-        "status": "active",
-        "startNode": nodes[0]["id"],
-        "nodes": list(nodes),
-        **top,
-    }
 
 
 async def register(daemon: Daemon, definition: dict[str, Any]) -> None:

@@ -182,6 +182,12 @@ CORPUS = [
     Case("wrong-aud", _bearer(lambda k: sign(claims(aud="other-api"))), 401, "(aud)"),
     Case("wrong-iss", _bearer(lambda k: sign(claims(iss="https://evil.test/"))), 401, "(iss)"),
     Case(
+        "exp-past-any-clock",  # 10**400 seconds: an integer PyJWT compares, but no time
+        _bearer(lambda k: sign(claims(exp=10**400))),
+        401,
+        "the token's exp is not a time",
+    ),
+    Case(
         "expired",
         _bearer(lambda k: sign(claims(now=time.time() - HOUR, ttl=60))),
         401,

@@ -35,6 +35,7 @@ from runner.settings import Settings
 from runner.store import executions, queue
 from runner.store.database import Database
 from tests import fakes
+from tests.documents import workflow
 from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -50,18 +51,6 @@ def node(node_id: str, action: str, parameters: dict[str, Any], *edges: str, **e
     if edges:
         found["edges"] = [{"targetNode": target} for target in edges]
     return found
-
-
-def workflow(workflow_id: str, *nodes: dict[str, Any], **top: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "dataworkflows/v1",
-        "kind": "Workflow",
-        "id": workflow_id,
-        "status": "active",
-        "startNode": nodes[0]["id"],
-        "nodes": list(nodes),
-        **top,
-    }
 
 
 CHILD = workflow("child", node("c", "core.echo", {"message": "kid"}))
