@@ -20,6 +20,17 @@ const GLYPHS = {
  * Text children become text nodes (never parsed as HTML); null/undefined/false are skipped;
  * arrays are flattened.
  */
+// What an attempt's status says of its node (a RetriableFailure: a retry is coming): the
+// state class the graph, the node list and the timeline draw.
+export const ATTEMPT_STATE = {
+  Running: "running",
+  RetriableFailure: "retrying",
+  Succeeded: "succeeded",
+  Failed: "failed",
+  Skipped: "skipped",
+  Cancelled: "cancelled",
+};
+
 export function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {

@@ -2,7 +2,7 @@
 // its end (to now while it runs), so retries show as bars side by side on the node's row. Rows
 // come in order of first start; a long execution shows its first rows and a button for the rest.
 
-import { duration } from "./format.js";
+import { ATTEMPT_STATE, duration } from "./format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const ROW = 20;
@@ -10,13 +10,6 @@ const BAR = 14;
 const LABEL_W = 170;
 const AXIS_H = 22;
 const FIRST_ROWS = 200;
-const ATTEMPT_STATES = {
-  Succeeded: "succeeded",
-  Failed: "failed",
-  RetriableFailure: "retrying",
-  Running: "running",
-  Cancelled: "cancelled",
-};
 
 function svg(tag, attrs) {
   const node = document.createElementNS(SVG, tag);
@@ -85,7 +78,7 @@ export function renderGantt(box, attempts, { now = Date.now(), onSelect, all = f
     name.textContent = nodeId.length > 24 ? `${nodeId.slice(0, 23)}…` : nodeId;
     row.append(name);
     for (const a of rows.get(nodeId)) {
-      const state = ATTEMPT_STATES[a.status] || String(a.status).toLowerCase();
+      const state = ATTEMPT_STATE[a.status] || String(a.status).toLowerCase();
       const x = LABEL_W + (a.start - t0) * scale;
       const w = Math.max(3, (a.end - a.start) * scale);
       const bar = svg("rect", {

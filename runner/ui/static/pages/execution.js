@@ -8,7 +8,7 @@
 // the timeline and the details.
 
 import { ApiError, follow, get, post } from "../api.js";
-import { between, duration, el, statusBadge, when } from "../format.js";
+import { ATTEMPT_STATE, between, duration, el, statusBadge, when } from "../format.js";
 import { errorView, facts, orNone } from "../views.js";
 import { DagView, graphOf, layout } from "../dag.js";
 import { NodeList } from "../nodelist.js";
@@ -18,15 +18,6 @@ const TERMINAL = new Set(["Succeeded", "Failed", "Cancelled"]);
 const FINAL_NODE = new Set(["succeeded", "failed", "skipped", "cancelled"]);
 const REFRESH_MS = 1000;
 const MAX_JSON_CHARS = 20000;
-// What an attempt row's status says of its node (a RetriableFailure row: a retry is coming).
-const NODE_STATE = {
-  Running: "running",
-  RetriableFailure: "retrying",
-  Succeeded: "succeeded",
-  Failed: "failed",
-  Skipped: "skipped",
-  Cancelled: "cancelled",
-};
 // What an event says of its node.
 const EVENT_STATE = {
   NodeStarted: "running",
@@ -151,7 +142,7 @@ class ExecutionPage {
   // Node states from the document: what was true when it was read (the events then move on).
   applyDocument(doc) {
     for (const [nodeId, node] of Object.entries(doc.nodes || {})) {
-      this.setNode(nodeId, NODE_STATE[node.status] || String(node.status).toLowerCase());
+      this.setNode(nodeId, ATTEMPT_STATE[node.status] || String(node.status).toLowerCase());
     }
   }
 
